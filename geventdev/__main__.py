@@ -1,0 +1,5 @@
+"""``python -m geventdev``."""
+
+from geventdev.cli import main
+
+main()

@@ -1,0 +1,116 @@
+"""The disposable app process: ``python -m geventdev.child``, started by the monitor only.
+
+Its first statement patches, so nothing (the app, Flask, ssl, threading) is imported unpatched.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import ctypes  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import sys  # noqa: E402
+import traceback  # noqa: E402
+
+import gevent  # noqa: E402
+from gevent.event import Event  # noqa: E402
+
+from geventdev.config import Config  # noqa: E402
+from geventdev.loader import (  # noqa: E402
+    LoadedApp,
+    NoAppError,
+    WSGIApp,
+    error_app,
+    load_app,
+    module_files,
+    traceback_files,
+)
+from geventdev.middleware import wrap_app  # noqa: E402
+from geventdev.protocol import Handoff, Message  # noqa: E402
+from geventdev.server import make_server  # noqa: E402
+
+#: On Ctrl+C (SIGINT) in-flight requests get this long, so the whole stop stays well under 3 s.
+INTERRUPT_DRAIN = 1.0
+PR_SET_PDEATHSIG = 1
+PREFIXES = tuple(
+    os.path.join(os.path.realpath(p), "") for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}
+)
+
+
+def tie_to_monitor(monitor_pid: int) -> None:
+    """Die with the monitor even if it is SIGKILLed: the kernel signals us (Linux), and the
+    control channel's EOF covers the rest (see ``watch_monitor``)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != monitor_pid:  # the monitor died before prctl took effect
+        os._exit(1)
+
+
+def watch_monitor(control: socket.socket) -> None:
+    """The monitor never writes; EOF on the control channel means it is gone."""
+    try:
+        while control.recv(4096):
+            pass
+    except OSError:
+        pass
+    os._exit(1)
+
+
+def send(control: socket.socket, message: Message) -> None:
+    try:
+        control.sendall(message.encode())
+    except OSError:
+        os._exit(1)
+
+
+def load(config: Config, control: socket.socket) -> tuple[LoadedApp | None, WSGIApp]:
+    """Load the app; a failure becomes an app that shows it, and the monitor is told."""
+    try:
+        loaded = load_app(config.app)
+    except NoAppError as exc:
+        send(control, Message("load_error", {"kind": "not_found", "error": str(exc), "paths": []}))
+        return None, error_app(exc, config.use_debugger)
+    except (Exception, SystemExit) as exc:
+        traceback.print_exc()
+        summary = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        paths = traceback_files(exc)
+        send(control, Message("load_error", {"kind": "exception", "error": summary, "paths": paths}))
+        return None, error_app(exc, config.use_debugger)
+    send(control, Message("watch", {"paths": module_files(PREFIXES)}))
+    return loaded, loaded.app
+
+
+def main() -> None:
+    handoff = Handoff.from_environ()
+    tie_to_monitor(handoff.monitor_pid)
+    config = Config.from_json(handoff.config_json)
+    os.environ["FLASK_DEBUG"] = "1" if config.debug else "0"  # before the app (factories) load
+    control = socket.socket(fileno=handoff.control_fd)
+    listener = socket.socket(fileno=handoff.listen_fd)
+    for sock in (control, listener):
+        sock.set_inheritable(False)
+    gevent.spawn(watch_monitor, control)
+
+    loaded, app = load(config, control)
+    server = make_server(listener, wrap_app(loaded, app, config), config)
+    stopped = Event()
+
+    def stop(timeout: float) -> None:
+        server.drain(timeout)
+        stopped.set()
+
+    gevent.signal_handler(signal.SIGTERM, gevent.spawn, stop, config.graceful_timeout)
+    gevent.signal_handler(signal.SIGINT, gevent.spawn, stop, min(INTERRUPT_DRAIN, config.graceful_timeout))
+    server.start()
+    send(control, Message("ready", {"pid": os.getpid()}))
+    stopped.wait()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skip interpreter teardown: app threads and atexit hooks must not hold a restart up
+
+
+if __name__ == "__main__":
+    main()

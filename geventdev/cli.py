@@ -1,0 +1,152 @@
+"""``geventdev [TARGET] [OPTIONS]``, ``python -m geventdev`` and ``flask gevent``.
+
+The click options are generated from ``Config``'s fields, so each option is declared once. The
+CLI maps options to a ``Config``, binds the socket and hands over to the monitor. It imports no
+gevent and no app code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import click
+
+from . import __version__
+from .config import Config
+from .envfiles import environ_with_env_files
+from .monitor import BindError, Monitor, bind_listener
+from .terminal import banner
+
+#: The environment as it was before any env file was read: each child's environment is rebuilt
+#: from it, so an edited or removed value in ``.env`` takes effect on the next restart.
+ORIGINAL_ENVIRON = dict(os.environ)
+
+
+class Separated(click.ParamType):
+    """A value list separated by ``os.pathsep`` (flask's ``SeparatedPathType``), also repeatable."""
+
+    name = "paths"
+    envvar_list_splitter = os.pathsep
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return value
+
+
+def _flatten(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(item for v in value for item in v.split(os.pathsep) if item)
+
+
+def _load_env_files(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # Eager, like flask's -e: FLASK_APP, FLASK_RUN_PORT... from the files feed the other options.
+    os.environ.update(environ_with_env_files(value, ORIGINAL_ENVIRON))
+    return value
+
+
+def _param_type(field: dataclasses.Field[Any]) -> Any:
+    meta = field.metadata
+    if "choices" in meta:
+        return click.Choice(meta["choices"])
+    if meta.get("type") == "path":
+        return click.Path(exists=True, dir_okay=False)
+    if meta.get("split"):
+        return Separated()
+    low, high = meta.get("min"), meta.get("max")
+    if field.type == "int":
+        return click.IntRange(low, high)
+    if field.type == "float":
+        return click.FloatRange(low, high)
+    return None  # click infers str, or a boolean flag from "--x/--no-x"
+
+
+def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate ``command`` with one click option per ``Config`` field."""
+    for field in reversed(dataclasses.fields(Config)):
+        meta = field.metadata
+        kwargs: dict[str, Any] = {
+            "help": meta["help"],
+            "default": None,
+            "envvar": list(meta["envvar"]) or None,
+            "show_envvar": bool(meta["envvar"]),
+            "type": _param_type(field),
+        }
+        if meta.get("split"):
+            kwargs.update(multiple=True, callback=_flatten)
+        if field.name == "env_file":
+            kwargs.update(is_eager=True, callback=_load_env_files, expose_value=True)
+        if "metavar" in meta:
+            kwargs["metavar"] = meta["metavar"]
+        command = click.option(*meta["decls"], field.name, **kwargs)(command)
+    return command
+
+
+def make_config(target: str | None, params: dict[str, Any]) -> Config:
+    """Build the config from parsed options: unset options keep ``Config``'s defaults."""
+    if target and params.get("app") and target != params["app"]:
+        raise click.UsageError(f"Got two apps: {target!r} and --app {params['app']!r}; pick one.")
+    values = {k: v for k, v in params.items() if v is not None and v != ()}
+    if target:
+        values["app"] = target
+    try:
+        return Config(**values)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def serve(config: Config) -> int:
+    """Bind, print the banner and run the monitor until it stops; return the exit status."""
+    try:
+        listener = bind_listener(config.host, config.port)
+    except BindError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return 1
+    port = listener.getsockname()[1]
+    for line in banner(config, port, sys.stderr):
+        click.echo(line, err=True)
+    with listener:
+        return Monitor(config, listener, ORIGINAL_ENVIRON, sys.stderr).run()
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(version_message())
+        ctx.exit()
+
+
+def version_message() -> str:
+    parts = []
+    for dist in ("gevent", "Flask", "Werkzeug", "watchdog"):
+        try:
+            parts.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            pass
+    return f"geventdev {__version__} ({', '.join(parts)}, Python {platform.python_version()})"
+
+
+CONTEXT = {"help_option_names": ["--help"], "max_content_width": 100}
+
+
+@click.command("geventdev", context_settings=CONTEXT)
+@click.argument("target", required=False, metavar="[TARGET]")
+@config_options
+@click.option(
+    "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+    help="Show geventdev's, gevent's, Flask's and Werkzeug's versions.",
+)
+def command(target: str | None, **params: Any) -> None:
+    """Serve a Flask (or any WSGI) app with gevent, the werkzeug debugger and code reload.
+
+    TARGET is what 'flask --app' takes: app.py, a package, 'module:name',
+    "module:create_app('dev')", or any WSGI callable such as 'mysite.wsgi:application'.
+    """
+    sys.exit(serve(make_config(target, params)))
+
+
+def main() -> None:
+    command.main(prog_name="geventdev")
+

@@ -1,0 +1,156 @@
+"""The one frozen configuration object, shared by the CLI, the monitor and the child.
+
+Each option is declared exactly once, as a dataclass field. Its ``metadata`` carries what the CLI
+needs (flags, help, environment variables), so ``cli.py`` builds its click options from these fields
+and ``Config(**params)`` builds the object: no option is written out twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ReloaderType = Literal["auto", "watchdog", "stat"]
+
+
+def _opt(*decls: str, help: str, envvar: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+    return {"decls": decls, "help": help, "envvar": envvar, **extra}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Everything geventdev was asked to do. Pure data; validated on creation."""
+
+    app: str | None = field(
+        default=None,
+        metadata=_opt(
+            "-A",
+            "--app",
+            help="The app to serve: 'app.py', 'pkg', 'mod:name', \"mod:create_app('dev')\" "
+            "or any WSGI callable 'mod:application'. Default: wsgi.py, then app.py.",
+            envvar=("FLASK_APP",),
+            metavar="IMPORT",
+        ),
+    )
+    host: str = field(
+        default="127.0.0.1",
+        metadata=_opt("-h", "--host", help="The interface to bind to.", envvar=("FLASK_RUN_HOST",)),
+    )
+    port: int = field(
+        default=5000,
+        metadata=_opt(
+            "-p", "--port", help="The port to bind to (0 picks a free one).", envvar=("FLASK_RUN_PORT",)
+        ),
+    )
+    debug: bool = field(
+        default=True,
+        metadata=_opt(
+            "--debug/--no-debug",
+            help="Debug mode: turns on the reloader and the debugger. On by default.",
+            envvar=("FLASK_DEBUG",),
+        ),
+    )
+    reload: bool | None = field(
+        default=None,
+        metadata=_opt(
+            "--reload/--no-reload",
+            help="Restart the app when its code changes. Follows --debug.",
+            envvar=("FLASK_RUN_RELOAD",),
+        ),
+    )
+    debugger: bool | None = field(
+        default=None,
+        metadata=_opt(
+            "--debugger/--no-debugger",
+            help="Serve the interactive werkzeug debugger. Follows --debug.",
+            envvar=("FLASK_RUN_DEBUGGER",),
+        ),
+    )
+    extra_files: tuple[str, ...] = field(
+        default=(),
+        metadata=_opt(
+            "--extra-files",
+            help=f"Extra files that trigger a restart, separated by {os.pathsep!r}; repeatable.",
+            envvar=("FLASK_RUN_EXTRA_FILES",),
+            split=True,
+        ),
+    )
+    exclude_patterns: tuple[str, ...] = field(
+        default=(),
+        metadata=_opt(
+            "--exclude-patterns",
+            help=f"fnmatch patterns of files to ignore, separated by {os.pathsep!r}; repeatable.",
+            envvar=("FLASK_RUN_EXCLUDE_PATTERNS",),
+            split=True,
+        ),
+    )
+    env_file: str | None = field(
+        default=None,
+        metadata=_opt(
+            "-e",
+            "--env-file",
+            help="Load environment variables from this file (python-dotenv), like flask's -e.",
+            type="path",
+        ),
+    )
+    reloader_type: ReloaderType = field(
+        default="auto",
+        metadata=_opt(
+            "--reloader-type",
+            help="'watchdog' (inotify), 'stat' (polling: Docker and network mounts) or 'auto'.",
+            choices=("auto", "watchdog", "stat"),
+        ),
+    )
+    graceful_timeout: float = field(
+        default=5.0,
+        metadata=_opt(
+            "--graceful-timeout",
+            help="Seconds an old app process may spend finishing its requests on a restart.",
+            min=0.0,
+        ),
+    )
+    debounce: float = field(
+        default=0.05,
+        metadata=_opt(
+            "--debounce",
+            help="Seconds of quiet after a file change before restarting (bursts coalesce).",
+            min=0.0,
+            max=5.0,
+        ),
+    )
+    pool_size: int = field(
+        default=10_000,
+        metadata=_opt(
+            "--pool-size", help="Most connections served at once (the gevent pool).", min=1
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"Invalid port {self.port}: use a number from 0 to 65535.")
+        if self.reloader_type not in ("auto", "watchdog", "stat"):
+            raise ValueError(f"Invalid reloader type {self.reloader_type!r}.")
+
+    @property
+    def use_reloader(self) -> bool:
+        """Restart on code changes: explicit --reload/--no-reload, else follow debug."""
+        return self.debug if self.reload is None else self.reload
+
+    @property
+    def use_debugger(self) -> bool:
+        """Wrap the app in werkzeug's debugger: explicit flag, else follow debug."""
+        return self.debug if self.debugger is None else self.debugger
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        data = json.loads(text)
+        for f in dataclasses.fields(cls):
+            if isinstance(data.get(f.name), list):
+                data[f.name] = tuple(data[f.name])
+        return cls(**data)

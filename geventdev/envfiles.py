@@ -1,0 +1,34 @@
+"""``.flaskenv``, ``.env`` and ``--env-file``, with Flask's precedence, re-read for every child.
+
+Flask's order (``flask.cli.load_dotenv``): variables already in the environment win, then
+``-e FILE``, then ``.env``, then ``.flaskenv``; the two default files are found from the current
+directory upwards, and ``FLASK_SKIP_DOTENV=1`` turns them off. Unlike ``flask run`` (and uvicorn),
+geventdev builds each child's environment afresh from the monitor's original environment, so an
+edited value is in force after the restart that the edit caused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from dotenv import dotenv_values, find_dotenv
+
+DEFAULT_FILES = (".flaskenv", ".env")
+
+
+def skip_defaults(environ: Mapping[str, str]) -> bool:
+    return environ.get("FLASK_SKIP_DOTENV", "").lower() not in ("", "0", "false", "no")
+
+
+def env_files(env_file: str | None, environ: Mapping[str, str]) -> list[str]:
+    """The files to read, lowest precedence first."""
+    files = [] if skip_defaults(environ) else [find_dotenv(n, usecwd=True) for n in DEFAULT_FILES]
+    return [f for f in (*files, env_file) if f]
+
+
+def environ_with_env_files(env_file: str | None, environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` plus the variables from the env files that it does not already set."""
+    values: dict[str, str] = {}
+    for path in env_files(env_file, environ):
+        values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    return {**values, **environ}

@@ -1,0 +1,102 @@
+"""Everything that crosses the monitor/child boundary: env var names and control messages.
+
+The monitor hands each child two inherited file descriptors (``pass_fds``): the listening socket
+and one end of a ``socketpair`` used as the control channel. Messages on it are JSON lines. The
+child writes them; the monitor writes nothing, and the channel hitting EOF tells the child that the
+monitor is gone. Stdlib only: both sides import this module, the child before gevent has patched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Literal
+
+ENV_LISTEN_FD = "GEVENTDEV_LISTEN_FD"
+ENV_CONTROL_FD = "GEVENTDEV_CONTROL_FD"
+ENV_CONFIG = "GEVENTDEV_CONFIG"
+ENV_MONITOR_PID = "GEVENTDEV_MONITOR_PID"
+#: Stays set in the child for the app to see (``geventdev.is_running_from_reloader``).
+ENV_CHILD = "GEVENTDEV_CHILD"
+
+#: Set for the app: werkzeug prints the debugger PIN only when this is "true", and the idiom
+#: ``if os.environ.get("WERKZEUG_RUN_MAIN") == "true": start_scheduler()`` keeps working.
+ENV_WERKZEUG_RUN_MAIN = "WERKZEUG_RUN_MAIN"
+#: Makes a stray ``app.run()`` at module level a no-op, as under ``flask run``.
+ENV_FLASK_RUN_FROM_CLI = "FLASK_RUN_FROM_CLI"
+
+MessageType = Literal["ready", "load_error", "watch"]
+#: ``not_found``: the target names no module or no app (a usage error: the monitor exits at the
+#: first start). ``exception``: the user's code raised while loading (served as an error page).
+LoadErrorKind = Literal["not_found", "exception"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One control message from a child.
+
+    ``ready``: serving; ``startup_ms``. ``load_error``: ``kind``, ``error`` (one line) and
+    ``paths`` (files in the traceback, to keep watching). ``watch``: ``paths`` of imported modules.
+    """
+
+    type: MessageType
+    data: dict[str, Any]
+
+    def encode(self) -> bytes:
+        return json.dumps({"type": self.type, **self.data}).encode() + b"\n"
+
+    @classmethod
+    def decode(cls, line: bytes) -> Message:
+        data = json.loads(line)
+        kind = data.pop("type")
+        if kind not in ("ready", "load_error", "watch"):
+            raise ValueError(f"unknown control message {kind!r}")
+        return cls(kind, data)
+
+
+def iter_messages(stream: BinaryIO) -> Iterator[Message]:
+    """Yield messages until EOF; a malformed line ends the stream (the child is broken)."""
+    for line in stream:
+        try:
+            yield Message.decode(line)
+        except (ValueError, KeyError):
+            return
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What the monitor hands to a child through its environment."""
+
+    listen_fd: int
+    control_fd: int
+    config_json: str
+    monitor_pid: int
+
+    def to_environ(self) -> dict[str, str]:
+        return {
+            ENV_LISTEN_FD: str(self.listen_fd),
+            ENV_CONTROL_FD: str(self.control_fd),
+            ENV_CONFIG: self.config_json,
+            ENV_MONITOR_PID: str(self.monitor_pid),
+            ENV_CHILD: "1",
+            ENV_WERKZEUG_RUN_MAIN: "true",
+            ENV_FLASK_RUN_FROM_CLI: "true",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    @classmethod
+    def from_environ(cls, environ: MutableMapping[str, str] = os.environ) -> Handoff:
+        """Read and remove the handoff, so the app's own subprocesses never see stale fds."""
+        try:
+            return cls(
+                listen_fd=int(environ.pop(ENV_LISTEN_FD)),
+                control_fd=int(environ.pop(ENV_CONTROL_FD)),
+                config_json=environ.pop(ENV_CONFIG),
+                monitor_pid=int(environ.pop(ENV_MONITOR_PID)),
+            )
+        except KeyError as exc:
+            raise SystemExit(
+                f"geventdev.child is started by the geventdev monitor, not by hand ({exc} unset)."
+            ) from None

@@ -1,0 +1,69 @@
+"""What the monitor prints and how it leaves the terminal: banner, errors, echo."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import TextIO
+
+from .config import Config
+
+
+def colour(text: str, code: str, out: TextIO) -> str:
+    if not out.isatty() or "NO_COLOR" in os.environ:
+        return text
+    return f"\x1b[{code}m{text}\x1b[0m"
+
+
+def url(host: str, port: int, scheme: str = "http") -> str:
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def banner(config: Config, port: int, out: TextIO) -> list[str]:
+    """Like flask run's: what is served, debug mode, where, and how to stop."""
+    try:
+        gevent_version = version("gevent")
+    except PackageNotFoundError:  # pragma: no cover - gevent is a dependency
+        gevent_version = "?"
+    lines = [
+        f" * Serving app '{config.app or 'wsgi.py or app.py'}' with gevent {gevent_version}",
+        f" * Debug mode: {'on' if config.debug else 'off'}",
+    ]
+    if config.host in ("0.0.0.0", "::"):
+        lines.append(f" * Running on all addresses ({config.host})")
+        lines.append(f" * Running on {url('127.0.0.1' if config.host == '0.0.0.0' else '::1', port)}")
+        try:
+            lan = socket.gethostbyname(socket.gethostname())
+            lines.append(f" * Running on {url(lan, port)}")
+        except OSError:
+            pass
+    else:
+        lines.append(f" * Running on {url(config.host, port)}")
+    lines.append(colour("Press CTRL+C to quit", "33", out))
+    if config.use_reloader:
+        lines.append(" * Restarting with watchdog (gevent child processes)")
+    return lines
+
+
+def ensure_echo_on() -> None:
+    """Turn terminal echo back on: a child killed inside pdb leaves it off (werkzeug #1317)."""
+    try:
+        import termios
+    except ImportError:  # pragma: no cover - Windows
+        return
+    if not sys.stdin or not sys.stdin.isatty():
+        return
+    # A background process group writing terminal attributes gets SIGTTOU (Django ignores it too).
+    previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        attrs = termios.tcgetattr(sys.stdin)
+        if not attrs[3] & termios.ECHO:
+            attrs[3] |= termios.ECHO
+            termios.tcsetattr(sys.stdin, termios.TCSANOW, attrs)
+    except (termios.error, OSError, ValueError):
+        pass
+    finally:
+        signal.signal(signal.SIGTTOU, previous)

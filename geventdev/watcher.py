@@ -1,0 +1,208 @@
+"""File watching: which changes matter (``ChangeFilter``), when a burst is over (``Debouncer``),
+and the watchdog observer that feeds them (``WatchdogWatcher``).
+
+We filter events ourselves rather than with ``PatternMatchingEventHandler``: its glob semantics
+changed in watchdog 7 (``*.py`` no longer matches absolute paths), which is why werkzeug 3.1's
+watchdog reloader stopped reloading. Plain ``fnmatch`` on both ``src_path`` and ``dest_path``
+behaves the same on watchdog 6 and 7.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Literal
+
+from watchdog.events import (
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+Kind = Literal["restart", "refresh"]
+
+#: Directories never worth watching: VCS, caches, virtualenvs, dependency trees.
+IGNORED_DIRS = frozenset(
+    {
+        "__pycache__", ".git", ".hg", ".svn", ".tox", ".nox", ".venv", "venv", ".direnv",
+        "node_modules", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".idea", ".vscode",
+        "htmlcov", ".eggs", "site-packages",
+    }
+)  # fmt: skip
+#: Editor temp files (vim's ``4913`` probe and swap files, emacs locks, JetBrains safe write),
+#: compiled files and what apps write at run time (logs, sqlite journals).
+IGNORED_FILES = (
+    "4913", "*~", ".*.sw?", ".*.sw?x", "*___jb_tmp___", "*___jb_old___", ".#*", "#*#",
+    "*.py[cod]", "*.log", "*.sqlite*", "*.db", "*.db-journal", "*.db-wal", "*.db-shm", "*.tmp",
+)  # fmt: skip
+#: Files whose change restarts the app (the env files are re-read for every child).
+RESTART_FILES = ("*.py", ".env", ".flaskenv")
+#: watchdog events that mean "content changed". ``opened``/``closed_no_write`` fire when a file
+#: is merely imported (werkzeug #2603, #2945) and would loop; ``attrib`` is a bare ``touch``.
+WATCHED_EVENTS: list[type[FileSystemEvent]] = [
+    FileCreatedEvent, FileModifiedEvent, FileDeletedEvent, FileMovedEvent, FileClosedEvent,
+]  # fmt: skip
+
+
+def project_root(target: str | None, cwd: str | None = None) -> Path:
+    """The directory the app is imported from: what ``flask.cli.prepare_import`` puts on
+    ``sys.path``, computed the same way but without importing anything (the monitor never
+    imports the app). Dotted module names and the wsgi.py/app.py default resolve to ``cwd``."""
+    path = os.path.realpath(os.path.join(cwd or os.getcwd(), (target or "app.py").split(":", 1)[0]))
+    stem, ext = os.path.splitext(path)
+    path = stem if ext == ".py" else path
+    if os.path.basename(path) == "__init__":
+        path = os.path.dirname(path)
+    while True:  # climb out of the package structure, as prepare_import does
+        path = os.path.dirname(path)
+        if not os.path.exists(os.path.join(path, "__init__.py")):
+            return Path(path)
+
+
+class ChangeFilter:
+    """Decide what a changed path means: ``restart``, ``refresh`` (templates, static) or nothing."""
+
+    def __init__(self, extra_files: Iterable[str] = (), exclude_patterns: Iterable[str] = ()):
+        self.extra_files = frozenset(os.path.abspath(f) for f in extra_files)
+        self.exclude_patterns = tuple(exclude_patterns)
+        prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+        self.ignored_prefixes = tuple(os.path.join(os.path.realpath(p), "") for p in prefixes)
+
+    def __repr__(self) -> str:
+        return f"ChangeFilter(extra_files={sorted(self.extra_files)}, excludes={self.exclude_patterns})"
+
+    def classify(self, path: str) -> Kind | None:
+        path = os.path.abspath(path)
+        if path in self.extra_files:
+            return "restart"
+        name = os.path.basename(path)
+        parts = Path(path).parts[:-1]
+        if any(p in IGNORED_DIRS for p in parts) or path.startswith(self.ignored_prefixes):
+            return None
+        if any(fnmatch(name, p) for p in IGNORED_FILES):
+            return None
+        if any(fnmatch(path, p) or fnmatch(name, p) for p in self.exclude_patterns):
+            return None
+        if any(fnmatch(name, p) for p in RESTART_FILES):
+            return "restart"
+        return "refresh"
+
+    def event_paths(self, event: FileSystemEvent) -> list[str]:
+        """The file paths an event touches (a move is both its source and its destination)."""
+        if event.is_directory or event.event_type not in {e.event_type for e in WATCHED_EVENTS}:
+            return []
+        paths = [os.fsdecode(event.src_path)]
+        if event.event_type == "moved" and event.dest_path:
+            paths.append(os.fsdecode(event.dest_path))
+        return paths
+
+
+class Debouncer:
+    """Trailing-edge debounce: a batch is due after ``quiet`` seconds with no new path, or
+    ``cap`` seconds after its first path, whichever comes first. Driven by the caller's clock."""
+
+    def __init__(self, quiet: float, cap: float = 1.0) -> None:
+        self.quiet, self.cap = quiet, cap
+        self.pending: dict[str, Kind] = {}
+        self.first = self.last = 0.0
+
+    def add(self, path: str, kind: Kind, now: float) -> None:
+        if not self.pending:
+            self.first = now
+        self.last = now
+        if self.pending.get(path) != "restart":
+            self.pending[path] = kind
+
+    def deadline(self) -> float | None:
+        if not self.pending:
+            return None
+        return min(self.last + self.quiet, self.first + self.cap)
+
+    def pop_due(self, now: float) -> dict[str, Kind]:
+        deadline = self.deadline()
+        if deadline is None or now < deadline:
+            return {}
+        batch, self.pending = self.pending, {}
+        return batch
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, changes: ChangeFilter, emit: Callable[[str, Kind], None]) -> None:
+        self.changes, self.emit = changes, emit
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        for path in self.changes.event_paths(event):
+            kind = self.changes.classify(path)
+            if kind is not None:
+                self.emit(path, kind)
+
+
+class WatchdogWatcher:
+    """Watch directory trees with watchdog and call ``emit(path, kind)`` from its thread.
+
+    A root that inotify cannot watch (``fs.inotify.max_user_watches`` exhausted) falls back to
+    polling, with a warning: never a silent downgrade (pyramid #2920).
+    """
+
+    def __init__(
+        self,
+        changes: ChangeFilter,
+        emit: Callable[[str, Kind], None],
+        warn: Callable[[str], None],
+        polling: bool = False,
+    ) -> None:
+        self.handler = _Handler(changes, emit)
+        self.warn = warn
+        self.observer: BaseObserver = PollingObserver(timeout=0.5) if polling else Observer()
+        self.fallback: BaseObserver | None = None
+        self.watched: set[tuple[str, bool]] = set()
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        self.observer.start()
+
+    def watch(self, directory: Path, recursive: bool = True) -> None:
+        """Watch a directory (idempotent; a directory already inside a recursive watch is skipped)."""
+        key = (str(directory), recursive)
+        with self.lock:
+            if key in self.watched or self.covers(directory) or not directory.is_dir():
+                return
+            self.watched.add(key)
+            try:
+                self._schedule(self.observer, directory, recursive)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EMFILE):
+                    raise
+                limit = "max_user_watches" if exc.errno == errno.ENOSPC else "max_user_instances"
+                self.warn(
+                    f"inotify limit reached watching {directory} (raise fs.inotify.{limit} "
+                    "with sysctl); polling it instead."
+                )
+                if self.fallback is None:
+                    self.fallback = PollingObserver(timeout=0.5)
+                    self.fallback.start()
+                self._schedule(self.fallback, directory, recursive)
+
+    def covers(self, directory: Path) -> bool:
+        return any(r and directory.is_relative_to(d) for d, r in self.watched)
+
+    def _schedule(self, observer: BaseObserver, directory: Path, recursive: bool) -> None:
+        observer.schedule(self.handler, str(directory), recursive=recursive, event_filter=WATCHED_EVENTS)
+
+    def stop(self) -> None:
+        for observer in (self.observer, self.fallback):
+            if observer is not None and observer.is_alive():
+                observer.stop()
+                observer.join(timeout=2)

@@ -1,0 +1,216 @@
+"""Test harness: real geventdev processes on 127.0.0.1, real files, real HTTP, real signals.
+
+``dev_server`` starts ``python -m geventdev ... --port 0`` in a temporary project, with its
+output in a log file outside the watched tree. Every wait polls a condition with a deadline.
+Processes are ended by process group (each server gets its own session), never by name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import requests
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 15.0, what: str = "condition") -> T:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def stays(predicate: Callable[[], bool], seconds: float) -> bool:
+    """True if ``predicate`` holds for the whole window (for "nothing happens" assertions)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not predicate():
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def write(path: Path, text: str) -> Path:
+    """Write a file the way an editor saving in place does, with a fresh mtime."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+class DevServer:
+    """One ``geventdev`` monitor process, started in its own session."""
+
+    def __init__(self, project: Path, log_path: Path, args: list[str], env: dict[str, str]):
+        self.project, self.log_path = project, log_path
+        self.log_file = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            args,
+            cwd=project,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        self._url: str | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, count: int = 1, timeout: float = 15.0) -> str:
+        return wait_until(
+            lambda: self.log().count(text) >= count and self.log(),
+            timeout,
+            f"{text!r} x{count} in the log:\n{self.log()}",
+        )
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            log = self.wait_for_log(" * Running on http")
+            match = re.search(r" \* Running on (http://\S+)", log)
+            assert match, log
+            self._url = match.group(1)
+        return self._url
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def get(self, path: str = "/", **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", 15)
+        return requests.get(self.url + path, **kwargs)
+
+    def wait_for_text(self, path: str, text: str, timeout: float = 15.0) -> requests.Response:
+        def check() -> requests.Response | None:
+            try:
+                response = self.get(path, timeout=5)
+            except requests.ConnectionError:
+                return None
+            return response if text in response.text else None
+
+        return wait_until(check, timeout, f"{text!r} at {path}; log:\n{self.log()}")
+
+    def children(self) -> list[int]:
+        return children_of(self.pid)
+
+    def child(self) -> int:
+        """The one app process (waits for an overlapping restart to finish)."""
+        return wait_until(lambda: len(kids := self.children()) == 1 and kids[0], what="one child")
+
+    def signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def wait_exit(self, timeout: float = 10.0) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        kids = self.children()
+        if self.proc.poll() is None:
+            self.signal_group(signal.SIGINT)  # what Ctrl+C in a terminal does
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.signal_group(signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        for pid in kids:  # never leave a child behind, even when a test failed halfway
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        self.log_file.close()
+
+
+def geventdev_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "WERKZEUG_"))}
+    env.update(PYTHONUNBUFFERED="1", NO_COLOR="1", PYTHONDONTWRITEBYTECODE="1", **extra)
+    return env
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    path = tmp_path / "project"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def dev_server(project: Path, tmp_path: Path) -> Iterator[Callable[..., DevServer]]:
+    """Factory: ``dev_server("app.py", "--no-debugger", cmd=[...], env={...})``."""
+    servers: list[DevServer] = []
+
+    def start(*args: str, cmd: list[str] | None = None, port: str = "0", **env: str) -> DevServer:
+        argv = cmd or [sys.executable, "-m", "geventdev"]
+        log = tmp_path / f"server-{len(servers)}.log"
+        server = DevServer(project, log, [*argv, *args, "--port", port], geventdev_env(**env))
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Show each server's log when a test fails (hupper's hook)."""
+    report = yield
+    if report.failed and call.when in ("call", "setup"):
+        for path in sorted(Path(str(item.funcargs.get("tmp_path", "/nonexistent"))).glob("server-*.log")):
+            report.sections.append((f"geventdev log {path.name}", path.read_text(errors="replace")))
+    return report
+
+
+HELLO_APP = textwrap.dedent(
+    """
+    import os
+    from flask import Flask
+
+    app = Flask(__name__)
+
+    @app.route("/")
+    def index():
+        return "hello v1"
+
+    @app.route("/pid")
+    def pid():
+        return str(os.getpid())
+""")
