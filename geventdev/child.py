@@ -29,7 +29,7 @@ from geventdev.loader import (  # noqa: E402
 )
 from geventdev.middleware import wrap_app  # noqa: E402
 from geventdev.protocol import Handoff, Message  # noqa: E402
-from geventdev.server import make_server  # noqa: E402
+from geventdev.server import DevServer, make_server  # noqa: E402
 
 #: On Ctrl+C (SIGINT) in-flight requests get this long, so the whole stop stays well under 3 s.
 INTERRUPT_DRAIN = 1.0
@@ -67,20 +67,23 @@ def send(control: socket.socket, message: Message) -> None:
 
 
 def load(config: Config, control: socket.socket) -> tuple[LoadedApp | None, WSGIApp]:
-    """Load the app; a failure becomes an app that shows it, and the monitor is told."""
+    """Load and wrap the app; a failure becomes an app that shows it, and the monitor is told."""
     try:
         loaded = load_app(config.app)
     except NoAppError as exc:
+        # A usage error, not a code error: a plain page, no debugger (and no PIN banner).
         send(control, Message("load_error", {"kind": "not_found", "error": str(exc), "paths": []}))
-        return None, error_app(exc, config.use_debugger)
+        return None, error_app(exc, debugger=False)
     except (Exception, SystemExit) as exc:
         traceback.print_exc()
         summary = traceback.format_exception_only(type(exc), exc)[-1].strip()
         paths = traceback_files(exc)
-        send(control, Message("load_error", {"kind": "exception", "error": summary, "paths": paths}))
-        return None, error_app(exc, config.use_debugger)
+        send(
+            control, Message("load_error", {"kind": "exception", "error": summary, "paths": paths})
+        )
+        return None, wrap_app(None, error_app(exc, config.use_debugger), config)
     send(control, Message("watch", {"paths": module_files(PREFIXES)}))
-    return loaded, loaded.app
+    return loaded, wrap_app(loaded, loaded.app, config)
 
 
 def main() -> None:
@@ -93,23 +96,30 @@ def main() -> None:
     for sock in (control, listener):
         sock.set_inheritable(False)
     gevent.spawn(watch_monitor, control)
-
-    loaded, app = load(config, control)
-    server = make_server(listener, wrap_app(loaded, app, config), config)
+    server: DevServer | None = None
     stopped = Event()
 
     def stop(timeout: float) -> None:
+        if server is None:  # asked to stop while still loading the app: nothing to drain
+            os._exit(0)
         server.drain(timeout)
         stopped.set()
 
     gevent.signal_handler(signal.SIGTERM, gevent.spawn, stop, config.graceful_timeout)
-    gevent.signal_handler(signal.SIGINT, gevent.spawn, stop, min(INTERRUPT_DRAIN, config.graceful_timeout))
-    server.start()
+    gevent.signal_handler(
+        signal.SIGINT, gevent.spawn, stop, min(INTERRUPT_DRAIN, config.graceful_timeout)
+    )
+    loaded, app = load(config, control)
+    started = make_server(listener, app, config)
+    started.start()
+    server = started
     send(control, Message("ready", {"pid": os.getpid()}))
     stopped.wait()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)  # skip interpreter teardown: app threads and atexit hooks must not hold a restart up
+    os._exit(
+        0
+    )  # skip interpreter teardown: app threads and atexit hooks must not hold a restart up
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from .terminal import banner
 ORIGINAL_ENVIRON = dict(os.environ)
 
 
-class Separated(click.ParamType):
+class Separated(click.ParamType):  # type: ignore[type-arg]  # generic in click 8.3+ only
     """A value list separated by ``os.pathsep`` (flask's ``SeparatedPathType``), also repeatable."""
 
     name = "paths"
@@ -135,7 +135,11 @@ CONTEXT = {"help_option_names": ["--help"], "max_content_width": 100}
 @click.argument("target", required=False, metavar="[TARGET]")
 @config_options
 @click.option(
-    "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
     help="Show geventdev's, gevent's, Flask's and Werkzeug's versions.",
 )
 def command(target: str | None, **params: Any) -> None:
@@ -149,4 +153,3 @@ def command(target: str | None, **params: Any) -> None:
 
 def main() -> None:
     command.main(prog_name="geventdev")
-

@@ -42,7 +42,12 @@ class Config:
     port: int = field(
         default=5000,
         metadata=_opt(
-            "-p", "--port", help="The port to bind to (0 picks a free one).", envvar=("FLASK_RUN_PORT",)
+            "-p",
+            "--port",
+            help="The port to bind to (0 picks a free one).",
+            envvar=("FLASK_RUN_PORT",),
+            min=0,
+            max=65535,
         ),
     )
     debug: bool = field(

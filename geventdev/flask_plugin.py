@@ -19,7 +19,7 @@ from .cli import CONTEXT, config_options, make_config, serve
 @click.command("gevent", context_settings=CONTEXT)
 @config_options
 @pass_script_info
-def command(info: ScriptInfo, **params: Any) -> None:
+def command(info: ScriptInfo, /, **params: Any) -> None:
     """Run a development server on gevent: debugger, code reload, real concurrency."""
     ctx = click.get_current_context()
     group = ctx.parent

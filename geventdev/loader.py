@@ -23,8 +23,9 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 DEFAULT_FILES = ("wsgi.py", "app.py")
 NOT_LOCATED = (
-    "Could not locate a Flask application. Use the 'geventdev APP' argument, the '--app' option, "
-    "the 'FLASK_APP' environment variable, or a 'wsgi.py' or 'app.py' file in the current directory."
+    "Could not locate a Flask application. Use the 'geventdev APP' argument, the '--app' option,"
+    " the 'FLASK_APP' environment variable, or a 'wsgi.py' or 'app.py' file in the current"
+    " directory."
 )
 
 
@@ -148,6 +149,10 @@ def _is_factory(func: Callable[..., Any]) -> bool:
 
 def error_app(exc: BaseException, debugger: bool) -> WSGIApp:
     """An app that fails every request with ``exc``: the debugger renders it, or a text page."""
+    if not isinstance(exc, Exception):  # SystemExit would escape the debugger and kill the request
+        wrapped = RuntimeError(f"The app raised {exc!r} while loading.")
+        wrapped.__cause__ = exc
+        exc = wrapped
     tb = exc.__traceback__
     text = "".join(traceback.format_exception(type(exc), exc, tb))
 

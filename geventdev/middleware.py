@@ -23,7 +23,7 @@ def prepare_flask(app: Any, config: Config) -> None:
 
 
 def wrap_app(loaded: LoadedApp | None, app: WSGIApp, config: Config) -> WSGIApp:
-    """Apply per-framework settings, then werkzeug's ``DebuggedApplication`` as the outermost layer."""
+    """Apply per-framework settings, then werkzeug's ``DebuggedApplication`` outermost."""
     if loaded is not None and loaded.is_flask:
         prepare_flask(loaded.app, config)
     if not config.use_debugger:

@@ -23,8 +23,22 @@ from typing import TextIO
 from .config import Config
 from .envfiles import environ_with_env_files
 from .protocol import Handoff, iter_messages
-from .supervisor import Action, Changes, ChildExited, ChildMessage, Exit, Log, Plan, Signal, Spawn
-from .supervisor import Event, Start, Stop, Tick, Watch
+from .supervisor import (
+    Action,
+    Changes,
+    ChildExited,
+    ChildMessage,
+    Event,
+    Exit,
+    Log,
+    Plan,
+    Signal,
+    Spawn,
+    Start,
+    Stop,
+    Tick,
+    Watch,
+)
 from .terminal import ensure_echo_on
 from .watcher import ChangeFilter, Debouncer, Kind, WatchdogWatcher, project_root
 
@@ -47,7 +61,9 @@ def bind_listener(host: str, port: int) -> socket.socket:
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
     except socket.gaierror:
-        raise BindError(f"Could not resolve host {host!r}: use an IP address or a known name.") from None
+        raise BindError(
+            f"Could not resolve host {host!r}: use an IP address or a known name."
+        ) from None
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -191,4 +207,3 @@ class Monitor:
                 proc.send_signal(signum)
             except ProcessLookupError:
                 pass
-

@@ -9,7 +9,6 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable
 from typing import Any, TextIO
 
 from gevent.pool import Pool
@@ -49,7 +48,9 @@ class DevHandler(WSGIHandler):  # type: ignore[misc]
             self.server.idle.discard(self)
         return line
 
-    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Any:
         if self.server.draining and not any(k.lower() == "connection" for k, _ in headers):
             headers = [*headers, ("Connection", "close")]
             self.close_connection = True
@@ -95,4 +96,3 @@ class DevServer(WSGIServer):  # type: ignore[misc]
 
 def make_server(listener: socket.socket, app: WSGIApp, config: Config) -> DevServer:
     return DevServer(listener, app, config, log=sys.stderr)
-

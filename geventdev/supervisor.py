@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import dataclass, field
+
 from .protocol import Message
 
 #: Extra time after a drain deadline before SIGKILL (the child kills its own stragglers first).
@@ -179,7 +180,9 @@ class Plan:
         if event.gen != self.gen:
             return []
         self.change_at = None
-        actions: list[Action] = [Log(f" * App {describe_exit(event.returncode)}; waiting for a change")]
+        actions: list[Action] = [
+            Log(f" * App {describe_exit(event.returncode)}; waiting for a change")
+        ]
         for old in self.children.values():  # the newest code is dead: stop serving older code
             actions += self._stop(old, signal.SIGTERM, self.graceful_timeout, now)
         return actions
@@ -209,7 +212,7 @@ class Plan:
 
 
 def describe_exit(returncode: int) -> str:
-    """"exited with code 3" or "was killed by SIGKILL" (a negative Popen returncode)."""
+    """ "exited with code 3" or "was killed by SIGKILL" (a negative Popen returncode)."""
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
@@ -218,4 +221,3 @@ def describe_exit(returncode: int) -> str:
         hint = " (out of memory?)" if name == "SIGKILL" else ""
         return f"was killed by {name}{hint}"
     return f"exited with code {returncode}"
-

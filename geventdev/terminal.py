@@ -34,7 +34,9 @@ def banner(config: Config, port: int, out: TextIO) -> list[str]:
     ]
     if config.host in ("0.0.0.0", "::"):
         lines.append(f" * Running on all addresses ({config.host})")
-        lines.append(f" * Running on {url('127.0.0.1' if config.host == '0.0.0.0' else '::1', port)}")
+        lines.append(
+            f" * Running on {url('127.0.0.1' if config.host == '0.0.0.0' else '::1', port)}"
+        )
         try:
             lan = socket.gethostbyname(socket.gethostname())
             lines.append(f" * Running on {url(lan, port)}")

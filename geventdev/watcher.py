@@ -81,7 +81,8 @@ class ChangeFilter:
         self.ignored_prefixes = tuple(os.path.join(os.path.realpath(p), "") for p in prefixes)
 
     def __repr__(self) -> str:
-        return f"ChangeFilter(extra_files={sorted(self.extra_files)}, excludes={self.exclude_patterns})"
+        extra, excludes = sorted(self.extra_files), self.exclude_patterns
+        return f"ChangeFilter(extra_files={extra}, exclude_patterns={excludes})"
 
     def classify(self, path: str) -> Kind | None:
         path = os.path.abspath(path)
@@ -174,7 +175,7 @@ class WatchdogWatcher:
         self.observer.start()
 
     def watch(self, directory: Path, recursive: bool = True) -> None:
-        """Watch a directory (idempotent; a directory already inside a recursive watch is skipped)."""
+        """Watch a directory; idempotent, and a directory inside a recursive watch is skipped."""
         key = (str(directory), recursive)
         with self.lock:
             if key in self.watched or self.covers(directory) or not directory.is_dir():
@@ -199,7 +200,9 @@ class WatchdogWatcher:
         return any(r and directory.is_relative_to(d) for d, r in self.watched)
 
     def _schedule(self, observer: BaseObserver, directory: Path, recursive: bool) -> None:
-        observer.schedule(self.handler, str(directory), recursive=recursive, event_filter=WATCHED_EVENTS)
+        observer.schedule(
+            self.handler, str(directory), recursive=recursive, event_filter=WATCHED_EVENTS
+        )
 
     def stop(self) -> None:
         for observer in (self.observer, self.fallback):

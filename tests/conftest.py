@@ -194,7 +194,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """Show each server's log when a test fails (hupper's hook)."""
     report = yield
     if report.failed and call.when in ("call", "setup"):
-        for path in sorted(Path(str(item.funcargs.get("tmp_path", "/nonexistent"))).glob("server-*.log")):
+        for path in sorted(
+            Path(str(item.funcargs.get("tmp_path", "/nonexistent"))).glob("server-*.log")
+        ):
             report.sections.append((f"geventdev log {path.name}", path.read_text(errors="replace")))
     return report
 
@@ -213,4 +215,5 @@ HELLO_APP = textwrap.dedent(
     @app.route("/pid")
     def pid():
         return str(os.getpid())
-""")
+"""
+)

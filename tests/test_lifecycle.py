@@ -1,0 +1,155 @@
+"""Starting and stopping: signals, orphans, bad input gives one clear line."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES, HELLO_APP, geventdev_env, pid_alive, wait_until, write
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def run_cli(project: Path, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "geventdev", *args],
+        cwd=project,
+        env=geventdev_env(),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
+
+
+def test_ctrl_c_stops_monitor_and_child_with_status_0(project: Path, dev_server) -> None:
+    write(project / "app.py", HELLO_APP)
+    server = dev_server("app.py")
+    server.get("/")
+    child = server.child()
+    started = time.monotonic()
+    server.signal_group(signal.SIGINT)  # a terminal's Ctrl+C reaches the whole group
+    assert server.wait_exit(timeout=5) == 0
+    assert time.monotonic() - started < 3
+    wait_until(lambda: not pid_alive(child), 3, "the child to exit")
+    assert port_is_free(server.port)
+    assert "Traceback" not in server.log()
+
+
+def test_ctrl_c_with_a_request_in_flight_is_still_quick(project: Path, dev_server) -> None:
+    shutil.copy(EXAMPLES / "slow" / "app.py", project / "app.py")
+    server = dev_server("app.py")
+    server.get("/")
+    pending = ThreadPoolExecutor(1).submit(server.get, "/testsleep?seconds=30")
+    server.wait_for_log("Debugger PIN")
+    wait_until(lambda: server.children(), what="child")
+    time.sleep(0.3)  # the scenario: a request already sleeping when Ctrl+C comes
+    started = time.monotonic()
+    server.signal_group(signal.SIGINT)
+    assert server.wait_exit(timeout=5) == 0
+    assert time.monotonic() - started < 3
+    with pytest.raises(Exception):  # noqa: B017 - the cut-off request fails, whichever way
+        pending.result(timeout=5)
+
+
+def test_sigterm_to_the_monitor_alone_stops_everything(project: Path, dev_server) -> None:
+    write(project / "app.py", HELLO_APP)
+    server = dev_server("app.py")
+    server.get("/")
+    child = server.child()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.wait_exit(timeout=5) == 0
+    wait_until(lambda: not pid_alive(child), 3, "the child to exit")
+    assert port_is_free(server.port)
+
+
+def test_sigkill_of_the_monitor_leaves_no_orphan(project: Path, dev_server) -> None:
+    write(project / "app.py", HELLO_APP)
+    server = dev_server("app.py")
+    server.get("/")
+    child = server.child()
+    server.proc.kill()
+    server.proc.wait(timeout=5)
+    wait_until(lambda: not pid_alive(child), 3, "the orphaned child to exit")
+    wait_until(lambda: port_is_free(server.port), 3, "the port to be free")
+
+
+def test_busy_port_is_one_line(project: Path) -> None:
+    write(project / "app.py", HELLO_APP)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_cli(project, "app.py", "--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"Error: Port {port} is in use by another program. Stop that program, "
+        "or start the server with a different port (-p)."
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_port_5000_busy_mentions_airplay(project: Path) -> None:
+    import errno
+
+    from geventdev.monitor import bind_error_message
+
+    message = bind_error_message(OSError(errno.EADDRINUSE, "in use"), "127.0.0.1", 5000)
+    assert "AirPlay Receiver" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["nope.py"], "Error: Could not import 'nope'."),
+        (["app:missing"], "Error: Failed to find attribute 'missing' in 'app'."),
+        ([], "Error: Could not locate a Flask application."),
+    ],
+)
+def test_missing_app_is_one_line(project: Path, args: list[str], expected: str) -> None:
+    if args and args[0].startswith("app:"):
+        write(project / "app.py", HELLO_APP)
+    result = run_cli(project, *args, "--port", "0")
+    assert result.returncode == 2, result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1 and error_lines[0].startswith(expected), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--port", "99999"], "Invalid value for '-p' / '--port'"),
+        (["--port", "abc"], "Invalid value for '-p' / '--port'"),
+        (["--reloader-type", "magic"], "Invalid value for '--reloader-type'"),
+        (["--host", "no.such.host.invalid"], "Error: Could not resolve host"),
+        (["a.py", "--app", "b.py"], "Got two apps"),
+    ],
+)
+def test_bad_options_are_one_clear_error(project: Path, args: list[str], expected: str) -> None:
+    result = run_cli(project, *args)
+    assert result.returncode in (1, 2)
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version(project: Path) -> None:
+    result = run_cli(project, "--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("geventdev 0.")
+    assert "gevent " in result.stdout and "Flask " in result.stdout

@@ -1,0 +1,156 @@
+"""The monitor's decisions, stepped without processes (supervisor.Plan)."""
+
+from __future__ import annotations
+
+import signal
+
+from geventdev.protocol import Message
+from geventdev.supervisor import (
+    KILL_GRACE,
+    Changes,
+    ChildExited,
+    ChildMessage,
+    Exit,
+    Log,
+    Plan,
+    Signal,
+    Spawn,
+    Start,
+    Stop,
+    Tick,
+    Watch,
+    describe_exit,
+)
+
+READY = Message("ready", {"pid": 1})
+
+
+def started(now: float = 0.0) -> Plan:
+    plan = Plan(graceful_timeout=5.0, cwd="/p")
+    assert plan.step(Start(), now) == [Spawn(1)]
+    assert plan.step(ChildMessage(1, READY), now) == []
+    return plan
+
+
+def test_a_change_overlaps_the_new_child_with_the_old() -> None:
+    plan = started()
+    actions = plan.step(Changes({"/p/app.py": "restart"}), 10.0)
+    assert actions == [Log(" * Detected change in 'app.py', restarting"), Spawn(2)]
+    # the old child keeps serving until the new one is ready, then drains
+    actions = plan.step(ChildMessage(2, READY), 10.25)
+    assert actions == [Signal(1, signal.SIGTERM), Log(" * Restarted in 250 ms")]
+    assert plan.next_deadline() == 10.25 + 5.0 + KILL_GRACE
+    assert plan.step(ChildExited(1, 0), 11.0) == []
+    assert plan.next_deadline() is None
+
+
+def test_an_old_child_that_will_not_drain_is_killed() -> None:
+    plan = started()
+    plan.step(Changes({"/p/app.py": "restart"}), 0.0)
+    plan.step(ChildMessage(2, READY), 1.0)
+    assert plan.step(Tick(), 1.0 + 5.0) == []
+    assert plan.step(Tick(), 1.0 + 5.0 + KILL_GRACE) == [Signal(1, signal.SIGKILL)]
+    assert plan.step(Tick(), 100.0) == []  # killed once
+
+
+def test_refresh_only_changes_do_not_restart() -> None:
+    plan = started()
+    assert plan.step(Changes({"/p/templates/index.html": "refresh"}), 1.0) == []
+
+
+def test_many_files_log_once() -> None:
+    plan = started()
+    batch = {f"/p/pkg/m{i}.py": "restart" for i in range(200)}
+    actions = plan.step(Changes(batch), 1.0)
+    assert actions[0] == Log(" * Detected change in 'pkg/m0.py' and 199 more, restarting")
+    assert actions[1:] == [Spawn(2)]
+
+
+def test_a_change_during_startup_replaces_the_starting_child() -> None:
+    plan = started()
+    plan.step(Changes({"/p/app.py": "restart"}), 1.0)
+    actions = plan.step(Changes({"/p/app.py": "restart"}), 1.1)
+    assert Signal(2, signal.SIGTERM) in actions and actions[-1] == Spawn(3)
+    assert plan.step(ChildMessage(2, READY), 1.2) == []  # a stale generation is ignored
+    assert plan.step(ChildMessage(3, READY), 1.3)[:2] == [
+        Signal(1, signal.SIGTERM),
+        Log(" * Restarted in 200 ms"),
+    ]
+
+
+def test_a_dead_child_waits_for_a_change_without_respawning() -> None:
+    plan = started()
+    actions = plan.step(ChildExited(1, -signal.SIGKILL), 5.0)
+    assert actions == [Log(" * App was killed by SIGKILL (out of memory?); waiting for a change")]
+    assert plan.step(Tick(), 50.0) == []
+    assert plan.step(Changes({"/p/app.py": "restart"}), 60.0)[-1] == Spawn(2)
+
+
+def test_new_code_that_dies_stops_the_old_code_too() -> None:
+    plan = started()
+    plan.step(Changes({"/p/app.py": "restart"}), 1.0)
+    actions = plan.step(ChildExited(2, 3), 1.5)
+    assert actions == [
+        Log(" * App exited with code 3; waiting for a change"),
+        Signal(1, signal.SIGTERM),
+    ]
+
+
+def test_app_not_found_at_first_start_exits_2() -> None:
+    plan = Plan(graceful_timeout=5.0)
+    plan.step(Start(), 0.0)
+    error = Message(
+        "load_error", {"kind": "not_found", "error": "Could not import 'x'.", "paths": []}
+    )
+    assert plan.step(ChildMessage(1, error), 0.5) == [
+        Log("Error: Could not import 'x'."),
+        Signal(1, signal.SIGINT),
+    ]
+    assert plan.step(ChildExited(1, 0), 0.6) == [Exit(2)]
+
+
+def test_app_not_found_after_a_good_start_is_only_watched() -> None:
+    plan = started()
+    plan.step(Changes({"/p/app.py": "restart"}), 1.0)
+    error = Message("load_error", {"kind": "not_found", "error": "gone", "paths": []})
+    assert plan.step(ChildMessage(2, error), 1.1) == [Watch(())]
+
+
+def test_load_errors_keep_their_files_watched() -> None:
+    plan = started()
+    error = Message("load_error", {"kind": "exception", "error": "x", "paths": ["/elsewhere/m.py"]})
+    assert plan.step(ChildMessage(1, error), 1.0) == [Watch(("/elsewhere/m.py",))]
+
+
+def test_stop_interrupts_every_child_then_exits_0() -> None:
+    plan = started()
+    plan.step(Changes({"/p/app.py": "restart"}), 1.0)
+    actions = plan.step(Stop(signal.SIGINT), 2.0)
+    assert actions == [Signal(1, signal.SIGINT), Signal(2, signal.SIGINT)]
+    assert plan.step(Changes({"/p/app.py": "restart"}), 2.1) == []  # no restarts while stopping
+    assert plan.step(ChildExited(1, 0), 2.2) == []
+    assert plan.step(ChildExited(2, 0), 2.3) == [Exit(0)]
+
+
+def test_second_ctrl_c_kills() -> None:
+    plan = started()
+    plan.step(Stop(signal.SIGINT), 1.0)
+    assert plan.step(Stop(signal.SIGINT), 1.2) == [Signal(1, signal.SIGKILL)]
+
+
+def test_stop_with_no_child_exits_at_once() -> None:
+    plan = started()
+    plan.step(ChildExited(1, 1), 1.0)
+    assert plan.step(Stop(signal.SIGTERM), 2.0) == [Exit(0)]
+
+
+def test_reload_off_ignores_changes() -> None:
+    plan = Plan(graceful_timeout=1.0, reload=False)
+    plan.step(Start(), 0.0)
+    assert plan.step(Changes({"/p/app.py": "restart"}), 1.0) == []
+
+
+def test_describe_exit() -> None:
+    assert describe_exit(3) == "exited with code 3"
+    assert describe_exit(-signal.SIGTERM) == "was killed by SIGTERM"
+    assert describe_exit(-99) == "was killed by signal 99"
