@@ -158,7 +158,8 @@ class Plan:
             if msg.data.get("kind") == "not_found" and not self.ever_ready:
                 self.exit_code = 2
                 return [Log(f"Error: {msg.data.get('error')}"), *self._stop_all(now)]
-            return [Watch(tuple(msg.data.get("paths", ())))]
+            failed = Log(f" * App failed to load: {msg.data.get('error')}; waiting for a change")
+            return [failed, Watch(tuple(msg.data.get("paths", ())))]
         # ready
         child.ready = True
         if event.gen != self.gen:

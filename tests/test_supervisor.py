@@ -113,13 +113,19 @@ def test_app_not_found_after_a_good_start_is_only_watched() -> None:
     plan = started()
     plan.step(Changes({"/p/app.py": "restart"}), 1.0)
     error = Message("load_error", {"kind": "not_found", "error": "gone", "paths": []})
-    assert plan.step(ChildMessage(2, error), 1.1) == [Watch(())]
+    assert plan.step(ChildMessage(2, error), 1.1) == [
+        Log(" * App failed to load: gone; waiting for a change"),
+        Watch(()),
+    ]
 
 
 def test_load_errors_keep_their_files_watched() -> None:
     plan = started()
     error = Message("load_error", {"kind": "exception", "error": "x", "paths": ["/elsewhere/m.py"]})
-    assert plan.step(ChildMessage(1, error), 1.0) == [Watch(("/elsewhere/m.py",))]
+    assert plan.step(ChildMessage(1, error), 1.0) == [
+        Log(" * App failed to load: x; waiting for a change"),
+        Watch(("/elsewhere/m.py",)),
+    ]
 
 
 def test_stop_interrupts_every_child_then_exits_0() -> None:
