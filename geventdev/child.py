@@ -12,12 +12,16 @@ import os  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 import traceback  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 
 import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
+from gevent.socket import wait_read  # noqa: E402
 
 from geventdev.config import Config  # noqa: E402
+from geventdev.fallback import is_restart_command  # noqa: E402
 from geventdev.loader import (  # noqa: E402
     LoadedApp,
     NoAppError,
@@ -34,6 +38,7 @@ from geventdev.server import DevServer, make_server  # noqa: E402
 #: On Ctrl+C (SIGINT) in-flight requests get this long, so the whole stop stays well under 3 s.
 INTERRUPT_DRAIN = 1.0
 PR_SET_PDEATHSIG = 1
+original_select = monkey.get_original("select", "select")
 PREFIXES = tuple(
     os.path.join(os.path.realpath(p), "") for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}
 )
@@ -57,6 +62,22 @@ def watch_monitor(control: socket.socket) -> None:
     except OSError:
         pass
     os._exit(1)
+
+
+def read_terminal(control: socket.socket, stopping: Callable[[], bool]) -> None:
+    """Pass "rs" typed in the terminal to the monitor as a restart request.
+
+    The app process reads the terminal itself (the monitor does not, while an app process is
+    alive) so a ``breakpoint()`` is never robbed of its input: pdb blocks the whole gevent hub,
+    so this greenlet cannot run while pdb waits for a line.
+    """
+    while not stopping():
+        wait_read(0)
+        if stopping():
+            return
+        readable, _, _ = original_select([0], [], [], 0)  # still unread: nobody else took it
+        if readable and is_restart_command(os.read(0, 1024)):
+            send(control, Message("restart", {}))
 
 
 def send(control: socket.socket, message: Message) -> None:
@@ -109,11 +130,15 @@ def main() -> None:
     gevent.signal_handler(
         signal.SIGINT, gevent.spawn, stop, min(INTERRUPT_DRAIN, config.graceful_timeout)
     )
+    loading = time.perf_counter()
     loaded, app = load(config, control)
+    import_ms = round((time.perf_counter() - loading) * 1000)
     started = make_server(listener, app, config)
     started.start()
     server = started
-    send(control, Message("ready", {"pid": os.getpid()}))
+    send(control, Message("ready", {"pid": os.getpid(), "import_ms": import_ms}))
+    if sys.stdin is not None and sys.stdin.isatty():
+        gevent.spawn(read_terminal, control, lambda: server is None or server.draining)
     stopped.wait()
     sys.stdout.flush()
     sys.stderr.flush()

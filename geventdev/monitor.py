@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TextIO
 
 from .config import Config
-from .envfiles import environ_with_env_files
+from .envfiles import env_files, environ_with_env_files
+from .fallback import FallbackResponder, StdinCommands
 from .protocol import Handoff, iter_messages
 from .supervisor import (
     Action,
@@ -30,8 +31,10 @@ from .supervisor import (
     ChildMessage,
     Event,
     Exit,
+    Fallback,
     Log,
     Plan,
+    Restart,
     Signal,
     Spawn,
     Start,
@@ -102,7 +105,10 @@ class Monitor:
         self.plan = Plan(graceful_timeout=config.graceful_timeout, reload=config.use_reloader)
         self.debouncer = Debouncer(config.debounce)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.changes = ChangeFilter(config.extra_files, config.exclude_patterns)
+        self.watched_files = (*config.extra_files, *env_files(config.env_file, self.environ))
+        self.changes = ChangeFilter(self.watched_files, config.exclude_patterns)
+        self.fallback = FallbackResponder(listener)
+        self.stdin = StdinCommands(lambda: self.events.put(Restart("'rs'")))
         self.watcher: WatchdogWatcher | None = None
         self.exit_code: int | None = None
 
@@ -114,6 +120,7 @@ class Monitor:
         """Serve until a signal or a fatal start-up error; return the exit status."""
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda n, _f: self.events.put(Stop(n)))
+        signal.signal(signal.SIGHUP, lambda n, _f: self.events.put(Restart("SIGHUP")))
         if self.config.use_reloader:
             self.start_watching()
         self.perform(self.plan.step(Start(), time.monotonic()))
@@ -154,13 +161,18 @@ class Monitor:
         )
         self.watcher.start()
         self.watcher.watch(project_root(self.config.app))
-        for path in self.config.extra_files:
+        for path in self.watched_files:
             self.watcher.watch(Path(path).resolve().parent, recursive=False)
 
     def perform(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Spawn):
+                self.fallback.answer(None)
+                self.stdin.active.clear()
                 self.spawn(action.gen)
+            elif isinstance(action, Fallback):
+                self.fallback.answer(action.message)
+                self.stdin.active.set()
             elif isinstance(action, Signal):
                 self.send_signal(action.gen, action.signum)
             elif isinstance(action, Log):

@@ -27,7 +27,7 @@ ENV_WERKZEUG_RUN_MAIN = "WERKZEUG_RUN_MAIN"
 #: Makes a stray ``app.run()`` at module level a no-op, as under ``flask run``.
 ENV_FLASK_RUN_FROM_CLI = "FLASK_RUN_FROM_CLI"
 
-MessageType = Literal["ready", "load_error", "watch"]
+MessageType = Literal["ready", "load_error", "watch", "restart"]
 #: ``not_found``: the target names no module or no app (a usage error: the monitor exits at the
 #: first start). ``exception``: the user's code raised while loading (served as an error page).
 LoadErrorKind = Literal["not_found", "exception"]
@@ -37,8 +37,9 @@ LoadErrorKind = Literal["not_found", "exception"]
 class Message:
     """One control message from a child.
 
-    ``ready``: serving; ``startup_ms``. ``load_error``: ``kind``, ``error`` (one line) and
-    ``paths`` (files in the traceback, to keep watching). ``watch``: ``paths`` of imported modules.
+    ``ready``: serving; ``pid``, ``import_ms`` (loading the app). ``load_error``: ``kind``,
+    ``error`` (one line) and ``paths`` (files in the traceback, to keep watching). ``watch``:
+    ``paths`` of imported modules. ``restart``: the user typed "rs" in the terminal.
     """
 
     type: MessageType
@@ -51,7 +52,7 @@ class Message:
     def decode(cls, line: bytes) -> Message:
         data = json.loads(line)
         kind = data.pop("type")
-        if kind not in ("ready", "load_error", "watch"):
+        if kind not in ("ready", "load_error", "watch", "restart"):
             raise ValueError(f"unknown control message {kind!r}")
         return cls(kind, data)
 

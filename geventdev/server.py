@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+import gevent
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
@@ -23,6 +24,11 @@ _SPECIAL_STYLE = {"200": "", "304": "\x1b[36m", "404": "\x1b[33m"}
 _RESET = "\x1b[0m"
 #: Control characters in a request line are escaped, so a client cannot write to the terminal.
 _ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+#: A WebSocket close frame, code 1012 "service restart": browsers may reconnect at once.
+WEBSOCKET_CLOSE_1012 = b"\x88\x02\x03\xf4"
+#: How long a draining server lets an idle keep-alive connection send one more request.
+IDLE_GRACE = 1.0
+DRAIN_POLL = 0.05
 
 
 def escape(text: str) -> str:
@@ -38,6 +44,7 @@ class DevHandler(WSGIHandler):  # type: ignore[misc]
     """pywsgi's handler, with werkzeug's access-log line and awareness of a draining server."""
 
     server: DevServer
+    greenlet: gevent.Greenlet | None = None
 
     def read_requestline(self) -> str:
         # Between requests a keep-alive connection waits here; a draining server closes those.
@@ -47,6 +54,14 @@ class DevHandler(WSGIHandler):  # type: ignore[misc]
         finally:
             self.server.idle.discard(self)
         return line
+
+    def handle_one_response(self) -> None:
+        self.greenlet = gevent.getcurrent()
+        self.server.active.add(self)
+        try:
+            super().handle_one_response()
+        finally:
+            self.server.active.discard(self)
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -64,6 +79,30 @@ class DevHandler(WSGIHandler):  # type: ignore[misc]
         line = f'{client or "-"} - - [{when}] "{escape(self.requestline or "")}" {status} {length}'
         return style_status(line, status) if self.server.color else line
 
+    @property
+    def is_websocket(self) -> bool:
+        environ = getattr(self, "environ", None) or {}
+        return str(environ.get("HTTP_UPGRADE", "")).lower() == "websocket"
+
+    @property
+    def long_lived(self) -> bool:
+        """A WebSocket, or a response streaming with no end in sight (SSE, chunked): a restart
+        closes these at once instead of waiting for them (uvicorn hangs on an open SSE)."""
+        environ = getattr(self, "environ", None) or {}
+        if self.is_websocket or "text/event-stream" in str(environ.get("HTTP_ACCEPT", "")):
+            return True
+        return bool(self.headers_sent and (self.response_use_chunked or self.connection_upgraded))
+
+    def cut(self) -> None:
+        """End a long-lived response now; a WebSocket gets close code 1012 "service restart"."""
+        if self.is_websocket:
+            try:
+                self.socket.sendall(WEBSOCKET_CLOSE_1012)
+            except (OSError, AttributeError):
+                pass
+        if self.greenlet is not None:
+            self.greenlet.kill(block=False)
+
     def close_idle(self) -> None:
         try:
             self.socket.shutdown(socket.SHUT_RDWR)
@@ -79,19 +118,33 @@ class DevServer(WSGIServer):  # type: ignore[misc]
     def __init__(self, listener: socket.socket, app: WSGIApp, config: Config, log: TextIO) -> None:
         super().__init__(listener, app, spawn=Pool(config.pool_size), log=log, error_log=log)
         self.idle: set[DevHandler] = set()
+        self.active: set[DevHandler] = set()
         self.draining = False
         self.color = log.isatty() and "NO_COLOR" not in os.environ
 
     def drain(self, timeout: float) -> None:
-        """Stop accepting, close idle keep-alive connections, let requests in flight finish
-        for up to ``timeout`` seconds, then kill what is left."""
+        """Stop accepting and let requests in flight finish for up to ``timeout`` seconds.
+
+        Long-lived responses are cut at once. Idle keep-alive connections get ``IDLE_GRACE``
+        to send one more request (answered with ``Connection: close``), then are closed: a
+        client in a request loop is served and reconnects to the new process, instead of
+        racing a close. What is left at the deadline is killed.
+        """
         if self.draining:
             return
         self.draining = True
         self.close()
-        for handler in list(self.idle):
-            handler.close_idle()
-        self.stop(timeout=timeout)
+        now = time.monotonic()
+        deadline, idle_at = now + timeout, now + min(IDLE_GRACE, timeout)
+        while len(self.pool) and time.monotonic() < deadline:
+            for handler in list(self.active):
+                if handler.long_lived:
+                    handler.cut()
+            if time.monotonic() >= idle_at:
+                for handler in list(self.idle):
+                    handler.close_idle()
+            self.pool.join(timeout=DRAIN_POLL)
+        self.pool.kill(block=True, timeout=1)
 
 
 def make_server(listener: socket.socket, app: WSGIApp, config: Config) -> DevServer:

@@ -48,6 +48,13 @@ class ChildExited:
 
 
 @dataclass(frozen=True)
+class Restart:
+    """A restart by hand: SIGHUP, or "rs" typed in the terminal."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Stop:
     signum: int
 
@@ -57,7 +64,7 @@ class Tick:
     pass
 
 
-Event = Start | Changes | ChildMessage | ChildExited | Stop | Tick
+Event = Start | Changes | Restart | ChildMessage | ChildExited | Stop | Tick
 
 
 # Actions ------------------------------------------------------------------------------------
@@ -83,11 +90,19 @@ class Watch:
 
 
 @dataclass(frozen=True)
+class Fallback:
+    """No app process is alive: the monitor answers requests itself with this message.
+    A ``Spawn`` ends it (requests then wait in the backlog for the new process)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class Exit:
     code: int
 
 
-Action = Spawn | Signal | Log | Watch | Exit
+Action = Spawn | Signal | Log | Watch | Fallback | Exit
 
 
 @dataclass
@@ -141,7 +156,15 @@ class Plan:
             return []
         first = os.path.relpath(restart[0], self.cwd)
         more = f" and {len(restart) - 1} more" if len(restart) > 1 else ""
-        actions: list[Action] = [Log(f" * Detected change in {first!r}{more}, restarting")]
+        return self._restart(f" * Detected change in {first!r}{more}, restarting", now)
+
+    def _on_restart(self, event: Restart, now: float) -> list[Action]:
+        if self.stopping:
+            return []
+        return self._restart(f" * Restart requested ({event.reason}), restarting", now)
+
+    def _restart(self, reason: str, now: float) -> list[Action]:
+        actions: list[Action] = [Log(reason)]
         for child in self.children.values():
             if not child.ready:  # still starting with code that is already stale
                 actions += self._stop(child, signal.SIGTERM, 0.0, now)
@@ -154,6 +177,8 @@ class Plan:
             return []
         if msg.type == "watch":
             return [Watch(tuple(msg.data.get("paths", ())))]
+        if msg.type == "restart":
+            return self._on_restart(Restart("'rs'"), now)
         if msg.type == "load_error":
             if msg.data.get("kind") == "not_found" and not self.ever_ready:
                 self.exit_code = 2
@@ -170,7 +195,9 @@ class Plan:
             if old.gen != event.gen:
                 actions += self._stop(old, signal.SIGTERM, self.graceful_timeout, now)
         if self.change_at is not None:
-            actions.append(Log(f" * Restarted in {round((now - self.change_at) * 1000)} ms"))
+            took = round((now - self.change_at) * 1000)
+            detail = f" (import {msg.data['import_ms']} ms)" if "import_ms" in msg.data else ""
+            actions.append(Log(f" * Restarted in {took} ms{detail}"))
             self.change_at = None
         return actions
 
@@ -181,9 +208,8 @@ class Plan:
         if event.gen != self.gen:
             return []
         self.change_at = None
-        actions: list[Action] = [
-            Log(f" * App {describe_exit(event.returncode)}; waiting for a change")
-        ]
+        what = f"App {describe_exit(event.returncode)}"
+        actions: list[Action] = [Log(f" * {what}; waiting for a change"), Fallback(what)]
         for old in self.children.values():  # the newest code is dead: stop serving older code
             actions += self._stop(old, signal.SIGTERM, self.graceful_timeout, now)
         return actions

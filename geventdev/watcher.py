@@ -166,8 +166,11 @@ class WatchdogWatcher:
     ) -> None:
         self.handler = _Handler(changes, emit)
         self.warn = warn
-        self.observer: BaseObserver = PollingObserver(timeout=0.5) if polling else Observer()
         self.fallback: BaseObserver | None = None
+        try:
+            self.observer: BaseObserver = PollingObserver(timeout=0.5) if polling else Observer()
+        except OSError as exc:  # watchdog 7 opens its inotify instance right here
+            self.observer = self._polling_fallback(exc, "the project")
         self.watched: set[tuple[str, bool]] = set()
         self.lock = threading.Lock()
 
@@ -184,17 +187,21 @@ class WatchdogWatcher:
             try:
                 self._schedule(self.observer, directory, recursive)
             except OSError as exc:
-                if exc.errno not in (errno.ENOSPC, errno.EMFILE):
-                    raise
-                limit = "max_user_watches" if exc.errno == errno.ENOSPC else "max_user_instances"
-                self.warn(
-                    f"inotify limit reached watching {directory} (raise fs.inotify.{limit} "
-                    "with sysctl); polling it instead."
-                )
                 if self.fallback is None:
-                    self.fallback = PollingObserver(timeout=0.5)
+                    self.fallback = self._polling_fallback(exc, str(directory))
                     self.fallback.start()
                 self._schedule(self.fallback, directory, recursive)
+
+    def _polling_fallback(self, exc: OSError, what: str) -> BaseObserver:
+        """Out of inotify instances or watches: say which limit to raise, then poll."""
+        if exc.errno not in (errno.ENOSPC, errno.EMFILE):
+            raise exc
+        limit = "max_user_watches" if exc.errno == errno.ENOSPC else "max_user_instances"
+        self.warn(
+            f"inotify limit reached watching {what} (raise fs.inotify.{limit} with sysctl);"
+            " polling instead."
+        )
+        return PollingObserver(timeout=0.5)
 
     def covers(self, directory: Path) -> bool:
         return any(r and directory.is_relative_to(d) for d, r in self.watched)

@@ -73,7 +73,9 @@ def pid_alive(pid: int) -> bool:
 class DevServer:
     """One ``geventdev`` monitor process, started in its own session."""
 
-    def __init__(self, project: Path, log_path: Path, args: list[str], env: dict[str, str]):
+    def __init__(
+        self, project: Path, log_path: Path, args: list[str], env: dict[str, str], stdin: Any = None
+    ):
         self.project, self.log_path = project, log_path
         self.log_file = log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -81,7 +83,7 @@ class DevServer:
             cwd=project,
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
             env=env,
             start_new_session=True,
         )
@@ -177,10 +179,13 @@ def dev_server(project: Path, tmp_path: Path) -> Iterator[Callable[..., DevServe
     """Factory: ``dev_server("app.py", "--no-debugger", cmd=[...], env={...})``."""
     servers: list[DevServer] = []
 
-    def start(*args: str, cmd: list[str] | None = None, port: str = "0", **env: str) -> DevServer:
+    def start(
+        *args: str, cmd: list[str] | None = None, port: str = "0", stdin: Any = None, **env: str
+    ) -> DevServer:
         argv = cmd or [sys.executable, "-m", "geventdev"]
         log = tmp_path / f"server-{len(servers)}.log"
-        server = DevServer(project, log, [*argv, *args, "--port", port], geventdev_env(**env))
+        argv = [*argv, *args, "--port", port]
+        server = DevServer(project, log, argv, geventdev_env(**env), stdin=stdin)
         servers.append(server)
         return server
 

@@ -11,8 +11,10 @@ from geventdev.supervisor import (
     ChildExited,
     ChildMessage,
     Exit,
+    Fallback,
     Log,
     Plan,
+    Restart,
     Signal,
     Spawn,
     Start,
@@ -81,7 +83,10 @@ def test_a_change_during_startup_replaces_the_starting_child() -> None:
 def test_a_dead_child_waits_for_a_change_without_respawning() -> None:
     plan = started()
     actions = plan.step(ChildExited(1, -signal.SIGKILL), 5.0)
-    assert actions == [Log(" * App was killed by SIGKILL (out of memory?); waiting for a change")]
+    assert actions == [
+        Log(" * App was killed by SIGKILL (out of memory?); waiting for a change"),
+        Fallback("App was killed by SIGKILL (out of memory?)"),
+    ]
     assert plan.step(Tick(), 50.0) == []
     assert plan.step(Changes({"/p/app.py": "restart"}), 60.0)[-1] == Spawn(2)
 
@@ -92,6 +97,7 @@ def test_new_code_that_dies_stops_the_old_code_too() -> None:
     actions = plan.step(ChildExited(2, 3), 1.5)
     assert actions == [
         Log(" * App exited with code 3; waiting for a change"),
+        Fallback("App exited with code 3"),
         Signal(1, signal.SIGTERM),
     ]
 
@@ -160,3 +166,29 @@ def test_describe_exit() -> None:
     assert describe_exit(3) == "exited with code 3"
     assert describe_exit(-signal.SIGTERM) == "was killed by SIGTERM"
     assert describe_exit(-99) == "was killed by signal 99"
+
+
+def test_manual_restart_overlaps_like_a_change() -> None:
+    plan = started()
+    actions = plan.step(Restart("SIGHUP"), 1.0)
+    assert actions == [Log(" * Restart requested (SIGHUP), restarting"), Spawn(2)]
+    ready = Message("ready", {"pid": 2, "import_ms": 42})
+    assert plan.step(ChildMessage(2, ready), 1.5) == [
+        Signal(1, signal.SIGTERM),
+        Log(" * Restarted in 500 ms (import 42 ms)"),
+    ]
+
+
+def test_rs_typed_in_the_child_restarts() -> None:
+    plan = started()
+    actions = plan.step(ChildMessage(1, Message("restart", {})), 1.0)
+    assert actions == [Log(" * Restart requested ('rs'), restarting"), Spawn(2)]
+
+
+def test_manual_restart_brings_a_dead_app_back_even_without_reload() -> None:
+    plan = Plan(graceful_timeout=1.0, reload=False)
+    plan.step(Start(), 0.0)
+    plan.step(ChildExited(1, 1), 1.0)
+    assert plan.step(Restart("SIGHUP"), 2.0)[-1] == Spawn(2)
+    plan.step(Stop(signal.SIGINT), 3.0)
+    assert plan.step(Restart("SIGHUP"), 3.1) == []
