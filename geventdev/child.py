@@ -32,16 +32,21 @@ from geventdev.loader import (  # noqa: E402
     traceback_files,
 )
 from geventdev.middleware import wrap_app  # noqa: E402
-from geventdev.protocol import Handoff, Message  # noqa: E402
+from geventdev.preload import interpreter_prefixes, library_modules, preload  # noqa: E402
+from geventdev.protocol import Handoff, Message, iter_messages  # noqa: E402
 from geventdev.server import DevServer, make_server  # noqa: E402
 
 #: On Ctrl+C (SIGINT) in-flight requests get this long, so the whole stop stays well under 3 s.
 INTERRUPT_DRAIN = 1.0
 PR_SET_PDEATHSIG = 1
-original_select = monkey.get_original("select", "select")
-PREFIXES = tuple(
-    os.path.join(os.path.realpath(p), "") for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}
-)
+PR_SET_NAME = 15
+PREFIXES = interpreter_prefixes()
+
+
+def set_name(name: bytes) -> None:
+    """Name the process in ``ps``/``top``/``/proc/PID/comm``: ``geventdev-app`` or ``-wait``."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, name)
 
 
 def tie_to_monitor(monitor_pid: int) -> None:
@@ -54,11 +59,12 @@ def tie_to_monitor(monitor_pid: int) -> None:
         os._exit(1)
 
 
-def watch_monitor(control: socket.socket) -> None:
-    """The monitor never writes; EOF on the control channel means it is gone."""
+def watch_monitor(control: socket.socket, load_now: Event) -> None:
+    """Read the monitor's messages (``load``, to a standby); EOF means the monitor is gone."""
     try:
-        while control.recv(4096):
-            pass
+        for message in iter_messages(control.makefile("rb")):
+            if message.type == "load":
+                load_now.set()
     except OSError:
         pass
     os._exit(1)
@@ -75,7 +81,8 @@ def read_terminal(control: socket.socket, stopping: Callable[[], bool]) -> None:
         wait_read(0)
         if stopping():
             return
-        readable, _, _ = original_select([0], [], [], 0)  # still unread: nobody else took it
+        # Still unread (the real select, non-blocking): no other process took the line.
+        readable, _, _ = monkey.get_original("select", "select")([0], [], [], 0)
         if readable and is_restart_command(os.read(0, 1024)):
             send(control, Message("restart", {}))
 
@@ -103,7 +110,8 @@ def load(config: Config, control: socket.socket) -> tuple[LoadedApp | None, WSGI
             control, Message("load_error", {"kind": "exception", "error": summary, "paths": paths})
         )
         return None, wrap_app(None, error_app(exc, config.use_debugger), config)
-    send(control, Message("watch", {"paths": module_files(PREFIXES)}))
+    modules = library_modules(PREFIXES)
+    send(control, Message("watch", {"paths": module_files(PREFIXES), "modules": modules}))
     return loaded, wrap_app(loaded, loaded.app, config)
 
 
@@ -116,7 +124,8 @@ def main() -> None:
     listener = socket.socket(fileno=handoff.listen_fd)
     for sock in (control, listener):
         sock.set_inheritable(False)
-    gevent.spawn(watch_monitor, control)
+    load_now = Event()
+    gevent.spawn(watch_monitor, control, load_now)
     server: DevServer | None = None
     stopped = Event()
 
@@ -130,6 +139,12 @@ def main() -> None:
     gevent.signal_handler(
         signal.SIGINT, gevent.spawn, stop, min(INTERRUPT_DRAIN, config.graceful_timeout)
     )
+    if handoff.standby:  # import the libraries now, the project when a change comes
+        preload(list(handoff.preload))
+        send(control, Message("standby", {"paths": module_files(PREFIXES)}))
+        set_name(b"geventdev-wait")  # armed: ps shows it waiting, tests wait for this
+        load_now.wait()
+    set_name(b"geventdev-app")
     loading = time.perf_counter()
     loaded, app = load(config, control)
     import_ms = round((time.perf_counter() - loading) * 1000)

@@ -20,7 +20,8 @@ import click
 from . import __version__
 from .config import Config
 from .envfiles import environ_with_env_files
-from .monitor import BindError, Monitor, bind_listener
+from .listener import BindError, bind_listener
+from .monitor import Monitor
 from .terminal import banner
 
 #: The environment as it was before any env file was read: each child's environment is rebuilt

@@ -187,10 +187,14 @@ def traceback_files(exc: BaseException) -> list[str]:
 
 
 def module_files(prefixes: tuple[str, ...]) -> list[str]:
-    """Source files of imported modules, outside the interpreter's own trees."""
+    """Source files of imported modules, outside the interpreter's trees and geventdev itself."""
+    own = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
     files = []
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        if path and path.endswith(".py") and not os.path.realpath(path).startswith(prefixes):
+        if not path or not path.endswith(".py"):
+            continue
+        real = os.path.realpath(path)
+        if not real.startswith(prefixes) and not real.startswith(own):
             files.append(os.path.abspath(path))
     return files

@@ -7,7 +7,6 @@ user's app: watchdog's threads stay real threads and the app is imported only wh
 
 from __future__ import annotations
 
-import errno
 import os
 import queue
 import signal
@@ -23,9 +22,10 @@ from typing import TextIO
 from .config import Config
 from .envfiles import env_files, environ_with_env_files
 from .fallback import FallbackResponder, StdinCommands
-from .protocol import Handoff, iter_messages
+from .protocol import Handoff, Message, iter_messages
 from .supervisor import (
     Action,
+    Activate,
     Changes,
     ChildExited,
     ChildMessage,
@@ -46,52 +46,6 @@ from .terminal import ensure_echo_on
 from .watcher import ChangeFilter, Debouncer, Kind, WatchdogWatcher, project_root
 
 CHILD_MODULE = "geventdev.child"
-BACKLOG = 2048
-
-
-class BindError(Exception):
-    """The socket could not be bound: the message is one actionable line."""
-
-
-def bind_listener(host: str, port: int) -> socket.socket:
-    """Bind and listen once, for the monitor's whole life; children inherit the socket.
-
-    ``TCP_NODELAY`` is set on the listener, and accepted sockets inherit it: pywsgi writes headers
-    and body in two sends, and with Nagle on, every keep-alive response waits ~40 ms for an ACK.
-    """
-    try:
-        family, _, _, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror:
-        raise BindError(
-            f"Could not resolve host {host!r}: use an IP address or a known name."
-        ) from None
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind(address)
-        sock.listen(BACKLOG)
-    except OSError as exc:
-        sock.close()
-        raise BindError(bind_error_message(exc, host, port)) from None
-    sock.set_inheritable(True)
-    return sock
-
-
-def bind_error_message(exc: OSError, host: str, port: int) -> str:
-    if exc.errno == errno.EADDRINUSE:
-        hint = " On macOS, try disabling the 'AirPlay Receiver' service." if port == 5000 else ""
-        return (
-            f"Port {port} is in use by another program. Stop that program, or start the server "
-            f"with a different port (-p).{hint}"
-        )
-    if exc.errno == errno.EACCES:
-        return f"Permission denied binding port {port}: ports below 1024 need root; use -p 5000."
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return f"Cannot bind {host!r}: no network interface has that address."
-    return f"Cannot listen on {host}:{port}: {exc.strerror or exc}."
 
 
 class Monitor:
@@ -102,7 +56,14 @@ class Monitor:
     ) -> None:
         self.config, self.listener, self.environ, self.out = config, listener, dict(environ), out
         self.events: queue.Queue[Event | tuple[str, Kind]] = queue.Queue()
-        self.plan = Plan(graceful_timeout=config.graceful_timeout, reload=config.use_reloader)
+        self.plan = Plan(
+            graceful_timeout=config.graceful_timeout,
+            reload=config.use_reloader,
+            standby=config.standby,
+            cold_files=frozenset(env_files(config.env_file, self.environ)),
+        )
+        self.controls: dict[int, socket.socket] = {}
+        self.preload: tuple[str, ...] = ()  # library modules the last app process imported
         self.debouncer = Debouncer(config.debounce)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.watched_files = (*config.extra_files, *env_files(config.env_file, self.environ))
@@ -166,10 +127,13 @@ class Monitor:
 
     def perform(self, actions: list[Action]) -> None:
         for action in actions:
-            if isinstance(action, Spawn):
-                self.fallback.answer(None)
+            if isinstance(action, (Spawn, Activate)) and not getattr(action, "standby", False):
+                self.fallback.answer(None)  # requests wait in the backlog for the new process
                 self.stdin.active.clear()
-                self.spawn(action.gen)
+            if isinstance(action, Spawn):
+                self.spawn(action.gen, action.standby)
+            elif isinstance(action, Activate):
+                self.send(action.gen, Message("load", {}))
             elif isinstance(action, Fallback):
                 self.fallback.answer(action.message)
                 self.stdin.active.set()
@@ -183,13 +147,15 @@ class Monitor:
             elif isinstance(action, Exit):
                 self.exit_code = action.code
 
-    def spawn(self, gen: int) -> None:
+    def spawn(self, gen: int, standby: bool = False) -> None:
         ours, theirs = socket.socketpair()
         handoff = Handoff(
             listen_fd=self.listener.fileno(),
             control_fd=theirs.fileno(),
             config_json=self.config.to_json(),
             monitor_pid=os.getpid(),
+            standby=standby,
+            preload=self.preload,
         )
         env = {**environ_with_env_files(self.config.env_file, self.environ), **handoff.to_environ()}
         proc = subprocess.Popen(
@@ -198,14 +164,25 @@ class Monitor:
             env=env,
         )
         theirs.close()
-        self.procs[gen] = proc
+        self.procs[gen], self.controls[gen] = proc, ours
         threading.Thread(target=self.read_messages, args=(gen, ours), daemon=True).start()
         threading.Thread(target=self.wait_exit, args=(gen, proc), daemon=True).start()
 
     def read_messages(self, gen: int, control: socket.socket) -> None:
         with control, control.makefile("rb") as stream:
             for message in iter_messages(stream):
+                if message.type == "watch" and message.data.get("modules"):
+                    self.preload = tuple(message.data["modules"])
                 self.events.put(ChildMessage(gen, message))
+        self.controls.pop(gen, None)
+
+    def send(self, gen: int, message: Message) -> None:
+        control = self.controls.get(gen)
+        try:
+            if control is not None:
+                control.sendall(message.encode())
+        except OSError:  # it died meanwhile: its exit event follows
+            pass
 
     def wait_exit(self, gen: int, proc: subprocess.Popen[bytes]) -> None:
         returncode = proc.wait()

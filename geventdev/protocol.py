@@ -18,6 +18,10 @@ ENV_LISTEN_FD = "GEVENTDEV_LISTEN_FD"
 ENV_CONTROL_FD = "GEVENTDEV_CONTROL_FD"
 ENV_CONFIG = "GEVENTDEV_CONFIG"
 ENV_MONITOR_PID = "GEVENTDEV_MONITOR_PID"
+#: Set for a warm standby: import libraries, report ``standby``, then wait for ``load``.
+ENV_STANDBY = "GEVENTDEV_STANDBY"
+#: Space-separated module names a standby imports ahead (what the last app process used).
+ENV_PRELOAD = "GEVENTDEV_PRELOAD"
 #: Stays set in the child for the app to see (``geventdev.is_running_from_reloader``).
 ENV_CHILD = "GEVENTDEV_CHILD"
 
@@ -27,7 +31,7 @@ ENV_WERKZEUG_RUN_MAIN = "WERKZEUG_RUN_MAIN"
 #: Makes a stray ``app.run()`` at module level a no-op, as under ``flask run``.
 ENV_FLASK_RUN_FROM_CLI = "FLASK_RUN_FROM_CLI"
 
-MessageType = Literal["ready", "load_error", "watch", "restart"]
+MessageType = Literal["ready", "load_error", "watch", "restart", "standby", "load"]
 #: ``not_found``: the target names no module or no app (a usage error: the monitor exits at the
 #: first start). ``exception``: the user's code raised while loading (served as an error page).
 LoadErrorKind = Literal["not_found", "exception"]
@@ -39,7 +43,10 @@ class Message:
 
     ``ready``: serving; ``pid``, ``import_ms`` (loading the app). ``load_error``: ``kind``,
     ``error`` (one line) and ``paths`` (files in the traceback, to keep watching). ``watch``:
-    ``paths`` of imported modules. ``restart``: the user typed "rs" in the terminal.
+    ``paths`` of imported modules (and ``modules``: library module names, for the standby).
+    ``restart``: the user typed "rs" in the terminal. ``standby``: a warm standby is ready to
+    load the app; ``paths`` of the project-side files it imported ahead. The one message the
+    monitor sends: ``load`` (to a standby: load the app and serve now).
     """
 
     type: MessageType
@@ -52,7 +59,7 @@ class Message:
     def decode(cls, line: bytes) -> Message:
         data = json.loads(line)
         kind = data.pop("type")
-        if kind not in ("ready", "load_error", "watch", "restart"):
+        if kind not in ("ready", "load_error", "watch", "restart", "standby", "load"):
             raise ValueError(f"unknown control message {kind!r}")
         return cls(kind, data)
 
@@ -74,6 +81,8 @@ class Handoff:
     control_fd: int
     config_json: str
     monitor_pid: int
+    standby: bool = False
+    preload: tuple[str, ...] = ()
 
     def to_environ(self) -> dict[str, str]:
         return {
@@ -81,6 +90,8 @@ class Handoff:
             ENV_CONTROL_FD: str(self.control_fd),
             ENV_CONFIG: self.config_json,
             ENV_MONITOR_PID: str(self.monitor_pid),
+            ENV_STANDBY: "1" if self.standby else "",
+            ENV_PRELOAD: " ".join(self.preload),
             ENV_CHILD: "1",
             ENV_WERKZEUG_RUN_MAIN: "true",
             ENV_FLASK_RUN_FROM_CLI: "true",
@@ -96,6 +107,8 @@ class Handoff:
                 control_fd=int(environ.pop(ENV_CONTROL_FD)),
                 config_json=environ.pop(ENV_CONFIG),
                 monitor_pid=int(environ.pop(ENV_MONITOR_PID)),
+                standby=environ.pop(ENV_STANDBY, "") == "1",
+                preload=tuple(environ.pop(ENV_PRELOAD, "").split()),
             )
         except KeyError as exc:
             raise SystemExit(

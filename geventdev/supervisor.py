@@ -14,114 +14,62 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import dataclass, field
+from typing import Literal
 
-from .protocol import Message
+from .events import (  # re-exported: the plan's vocabulary
+    Action,
+    Activate,
+    Changes,
+    ChildExited,
+    ChildMessage,
+    Event,
+    Exit,
+    Fallback,
+    Log,
+    Restart,
+    Signal,
+    Spawn,
+    Start,
+    Stop,
+    Tick,
+    Watch,
+)
 
 #: Extra time after a drain deadline before SIGKILL (the child kills its own stragglers first).
 KILL_GRACE = 1.0
 INF = float("inf")  # a kill_at that has fired
-
-
-# Events -------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Start:
-    pass
-
-
-@dataclass(frozen=True)
-class Changes:
-    """A debounced batch: path -> "restart" | "refresh"."""
-
-    paths: dict[str, str]
-
-
-@dataclass(frozen=True)
-class ChildMessage:
-    gen: int
-    message: Message
-
-
-@dataclass(frozen=True)
-class ChildExited:
-    gen: int
-    returncode: int
-
-
-@dataclass(frozen=True)
-class Restart:
-    """A restart by hand: SIGHUP, or "rs" typed in the terminal."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class Stop:
-    signum: int
-
-
-@dataclass(frozen=True)
-class Tick:
-    pass
-
-
-Event = Start | Changes | Restart | ChildMessage | ChildExited | Stop | Tick
-
-
-# Actions ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Spawn:
-    gen: int
-
-
-@dataclass(frozen=True)
-class Signal:
-    gen: int
-    signum: int
-
-
-@dataclass(frozen=True)
-class Log:
-    text: str
-
-
-@dataclass(frozen=True)
-class Watch:
-    paths: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Fallback:
-    """No app process is alive: the monitor answers requests itself with this message.
-    A ``Spawn`` ends it (requests then wait in the backlog for the new process)."""
-
-    message: str
-
-
-@dataclass(frozen=True)
-class Exit:
-    code: int
-
-
-Action = Spawn | Signal | Log | Watch | Fallback | Exit
+#: Env files: their change always restarts cold (a standby's environment is fixed at exec).
+ENV_NAMES = (".env", ".flaskenv")
 
 
 @dataclass
 class ChildState:
     gen: int
     started: float
+    role: Literal["app", "standby"] = "app"
     ready: bool = False
     kill_at: float | None = None
+    armed: bool = False  # a standby that has imported its libraries and waits for Activate
+    preloaded: frozenset[str] = frozenset()  # project-side files a standby imported ahead
 
 
 @dataclass
 class Plan:
-    """What the monitor knows: its children by generation and why it is waiting."""
+    """What the monitor knows: its children by generation and why it is waiting.
+
+    ``gen`` is the newest app process; older ones drain. With ``standby`` on, one warm process
+    waits beside the app, and a restart activates it instead of starting a cold interpreter,
+    unless the change touched what it imported ahead, or an env file, or was asked by hand.
+    """
 
     graceful_timeout: float
     reload: bool = True
+    standby: bool = False
     cwd: str = field(default_factory=os.getcwd)
+    cold_files: frozenset[str] = frozenset()
     children: dict[int, ChildState] = field(default_factory=dict)
     gen: int = 0
+    last_gen: int = 0
     ever_ready: bool = False
     stopping: bool = False
     exit_code: int = 0
@@ -136,10 +84,20 @@ class Plan:
         deadlines = [c.kill_at for c in self.children.values() if c.kill_at is not None]
         return min((d for d in deadlines if d != INF), default=None)
 
-    def _spawn(self, now: float) -> list[Action]:
-        self.gen += 1
-        self.children[self.gen] = ChildState(self.gen, now)
-        return [Spawn(self.gen)]
+    def _apps(self) -> list[ChildState]:
+        return [c for c in self.children.values() if c.role == "app"]
+
+    def _waiting(self) -> ChildState | None:
+        return next((c for c in self.children.values() if c.role == "standby"), None)
+
+    def _spawn(self, now: float, standby: bool = False) -> list[Action]:
+        self.last_gen += 1
+        self.children[self.last_gen] = ChildState(
+            self.last_gen, now, role="standby" if standby else "app"
+        )
+        if not standby:
+            self.gen = self.last_gen
+        return [Spawn(self.last_gen, standby=standby)]
 
     def _stop(self, child: ChildState, signum: int, timeout: float, now: float) -> list[Action]:
         if child.kill_at is not None:
@@ -156,19 +114,30 @@ class Plan:
             return []
         first = os.path.relpath(restart[0], self.cwd)
         more = f" and {len(restart) - 1} more" if len(restart) > 1 else ""
-        return self._restart(f" * Detected change in {first!r}{more}, restarting", now)
+        cold = any(p in self.cold_files or os.path.basename(p) in ENV_NAMES for p in restart)
+        reason = f" * Detected change in {first!r}{more}, restarting"
+        return self._restart(reason, now, frozenset(restart), cold)
 
     def _on_restart(self, event: Restart, now: float) -> list[Action]:
         if self.stopping:
             return []
-        return self._restart(f" * Restart requested ({event.reason}), restarting", now)
+        # By hand means "start over": maybe a library changed on disk, so no standby.
+        return self._restart(f" * Restart requested ({event.reason}), restarting", now, cold=True)
 
-    def _restart(self, reason: str, now: float) -> list[Action]:
+    def _restart(
+        self, reason: str, now: float, paths: frozenset[str] = frozenset(), cold: bool = False
+    ) -> list[Action]:
         actions: list[Action] = [Log(reason)]
-        for child in self.children.values():
+        for child in self._apps():
             if not child.ready:  # still starting with code that is already stale
                 actions += self._stop(child, signal.SIGTERM, 0.0, now)
         self.change_at = now
+        waiting = self._waiting()
+        if waiting is not None and waiting.armed and not cold and not paths & waiting.preloaded:
+            waiting.role, self.gen = "app", waiting.gen
+            return [*actions, Activate(waiting.gen)]
+        if waiting is not None:  # what it imported ahead may be stale: start cold
+            actions += self._stop(waiting, signal.SIGTERM, 0.0, now)
         return actions + self._spawn(now)
 
     def _on_childmessage(self, event: ChildMessage, now: float) -> list[Action]:
@@ -179,26 +148,33 @@ class Plan:
             return [Watch(tuple(msg.data.get("paths", ())))]
         if msg.type == "restart":
             return self._on_restart(Restart("'rs'"), now)
+        if msg.type == "standby":
+            child.armed, child.preloaded = True, frozenset(msg.data.get("paths", ()))
+            return []
         if msg.type == "load_error":
             if msg.data.get("kind") == "not_found" and not self.ever_ready:
                 self.exit_code = 2
                 return [Log(f"Error: {msg.data.get('error')}"), *self._stop_all(now)]
             failed = Log(f" * App failed to load: {msg.data.get('error')}; waiting for a change")
             return [failed, Watch(tuple(msg.data.get("paths", ())))]
-        # ready
+        return self._on_ready(child, msg.data, now) if msg.type == "ready" else []
+
+    def _on_ready(self, child: ChildState, data: dict[str, object], now: float) -> list[Action]:
         child.ready = True
-        if event.gen != self.gen:
+        if child.gen != self.gen:
             return []
         self.ever_ready = True
         actions: list[Action] = []
-        for old in self.children.values():
-            if old.gen != event.gen:
+        for old in self._apps():
+            if old.gen != child.gen:
                 actions += self._stop(old, signal.SIGTERM, self.graceful_timeout, now)
         if self.change_at is not None:
             took = round((now - self.change_at) * 1000)
-            detail = f" (import {msg.data['import_ms']} ms)" if "import_ms" in msg.data else ""
+            detail = f" (import {data['import_ms']} ms)" if "import_ms" in data else ""
             actions.append(Log(f" * Restarted in {took} ms{detail}"))
             self.change_at = None
+        if self.standby and self.reload and self._waiting() is None:
+            actions += self._spawn(now, standby=True)  # the next restart's head start
         return actions
 
     def _on_childexited(self, event: ChildExited, now: float) -> list[Action]:
@@ -210,7 +186,7 @@ class Plan:
         self.change_at = None
         what = f"App {describe_exit(event.returncode)}"
         actions: list[Action] = [Log(f" * {what}; waiting for a change"), Fallback(what)]
-        for old in self.children.values():  # the newest code is dead: stop serving older code
+        for old in self._apps():  # the newest code is dead: stop serving older code
             actions += self._stop(old, signal.SIGTERM, self.graceful_timeout, now)
         return actions
 
@@ -248,3 +224,10 @@ def describe_exit(returncode: int) -> str:
         hint = " (out of memory?)" if name == "SIGKILL" else ""
         return f"was killed by {name}{hint}"
     return f"exited with code {returncode}"
+
+
+__all__ = [
+    "Action", "Activate", "Changes", "ChildExited", "ChildMessage", "ChildState", "Event", "Exit",
+    "Fallback", "Log", "Plan", "Restart", "Signal", "Spawn", "Start", "Stop", "Tick", "Watch",
+    "describe_exit",
+]  # fmt: skip

@@ -62,6 +62,13 @@ def children_of(pid: int) -> list[int]:
         return []
 
 
+def process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
 def pid_alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -131,11 +138,22 @@ class DevServer:
         return wait_until(check, timeout, f"{text!r} at {path}; log:\n{self.log()}")
 
     def children(self) -> list[int]:
+        """Every process the monitor started: app processes and the warm standby."""
         return children_of(self.pid)
+
+    def apps(self) -> list[int]:
+        return [pid for pid in self.children() if process_name(pid) == "geventdev-app"]
+
+    def standby(self) -> int:
+        """The warm standby (geventdev-wait), once it is there."""
+        return wait_until(
+            lambda: next((p for p in self.children() if process_name(p) == "geventdev-wait"), 0),
+            what="a warm standby",
+        )
 
     def child(self) -> int:
         """The one app process (waits for an overlapping restart to finish)."""
-        return wait_until(lambda: len(kids := self.children()) == 1 and kids[0], what="one child")
+        return wait_until(lambda: len(apps := self.apps()) == 1 and apps[0], what="one app")
 
     def signal_group(self, signum: int) -> None:
         try:

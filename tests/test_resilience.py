@@ -42,7 +42,7 @@ def test_request_in_flight_at_save_completes_with_its_own_code(project: Path, de
     server.get("/")
     slow = ThreadPoolExecutor(1).submit(server.get, "/slow")
     server.wait_for_log('"GET / HTTP/1.1" 200')
-    wait_until(lambda: len(server.children()) == 1, what="one child")
+    server.child()
     time.sleep(0.2)  # the scenario: the slow request is already being handled
     write(app, SLOW_APP.replace('VERSION = "v1"', 'VERSION = "v2"').replace("hello v1", "hello v2"))
     server.wait_for_text("/", "hello v2")

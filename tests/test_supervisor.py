@@ -7,6 +7,7 @@ import signal
 from geventdev.protocol import Message
 from geventdev.supervisor import (
     KILL_GRACE,
+    Activate,
     Changes,
     ChildExited,
     ChildMessage,
@@ -192,3 +193,57 @@ def test_manual_restart_brings_a_dead_app_back_even_without_reload() -> None:
     assert plan.step(Restart("SIGHUP"), 2.0)[-1] == Spawn(2)
     plan.step(Stop(signal.SIGINT), 3.0)
     assert plan.step(Restart("SIGHUP"), 3.1) == []
+
+
+def with_standby(now: float = 0.0) -> Plan:
+    plan = Plan(graceful_timeout=5.0, standby=True, cwd="/p", cold_files=frozenset({"/x/my.env"}))
+    plan.step(Start(), now)
+    assert plan.step(ChildMessage(1, READY), now) == [Spawn(2, standby=True)]
+    assert plan.step(ChildMessage(2, Message("standby", {"paths": ["/p/vendored.py"]})), now) == []
+    return plan
+
+
+def test_a_change_activates_the_armed_standby() -> None:
+    plan = with_standby()
+    actions = plan.step(Changes({"/p/app.py": "restart"}), 1.0)
+    assert actions == [Log(" * Detected change in 'app.py', restarting"), Activate(2)]
+    assert plan.step(ChildMessage(2, Message("ready", {"import_ms": 30})), 1.05) == [
+        Signal(1, signal.SIGTERM),
+        Log(" * Restarted in 50 ms (import 30 ms)"),
+        Spawn(3, standby=True),
+    ]
+
+
+def test_a_standby_that_is_not_armed_yet_is_replaced_by_a_cold_start() -> None:
+    plan = Plan(graceful_timeout=5.0, standby=True, cwd="/p")
+    plan.step(Start(), 0.0)
+    plan.step(ChildMessage(1, READY), 0.0)
+    actions = plan.step(Changes({"/p/app.py": "restart"}), 0.1)
+    assert actions[1:] == [Signal(2, signal.SIGTERM), Spawn(3)]
+
+
+def test_changes_to_what_the_standby_imported_restart_cold() -> None:
+    plan = with_standby()
+    actions = plan.step(Changes({"/p/vendored.py": "restart"}), 1.0)
+    assert actions[1:] == [Signal(2, signal.SIGTERM), Spawn(3)]
+
+
+def test_env_files_and_manual_restarts_restart_cold() -> None:
+    for event in (
+        Changes({"/p/.env": "restart"}),
+        Changes({"/x/my.env": "restart"}),
+        Restart("SIGHUP"),
+    ):
+        plan = with_standby()
+        assert plan.step(event, 1.0)[1:] == [Signal(2, signal.SIGTERM), Spawn(3)]
+
+
+def test_a_dead_standby_is_forgotten_quietly_and_stop_includes_it() -> None:
+    plan = with_standby()
+    assert plan.step(ChildExited(2, 1), 1.0) == []
+    assert plan.step(Changes({"/p/app.py": "restart"}), 2.0)[-1] == Spawn(3)
+    plan = with_standby()
+    assert plan.step(Stop(signal.SIGINT), 1.0) == [
+        Signal(1, signal.SIGINT),
+        Signal(2, signal.SIGINT),
+    ]

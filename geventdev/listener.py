@@ -1,0 +1,53 @@
+"""The listening socket: bound once by the monitor, inherited by every app process."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+BACKLOG = 2048
+
+
+class BindError(Exception):
+    """The socket could not be bound: the message is one actionable line."""
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Bind and listen once, for the monitor's whole life; children inherit the socket.
+
+    ``TCP_NODELAY`` is set on the listener, and accepted sockets inherit it: pywsgi writes headers
+    and body in two sends, and with Nagle on, every keep-alive response waits ~40 ms for an ACK.
+    """
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror:
+        raise BindError(
+            f"Could not resolve host {host!r}: use an IP address or a known name."
+        ) from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise BindError(bind_error_message(exc, host, port)) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def bind_error_message(exc: OSError, host: str, port: int) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        hint = " On macOS, try disabling the 'AirPlay Receiver' service." if port == 5000 else ""
+        return (
+            f"Port {port} is in use by another program. Stop that program, or start the server "
+            f"with a different port (-p).{hint}"
+        )
+    if exc.errno == errno.EACCES:
+        return f"Permission denied binding port {port}: ports below 1024 need root; use -p 5000."
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"Cannot bind {host!r}: no network interface has that address."
+    return f"Cannot listen on {host}:{port}: {exc.strerror or exc}."

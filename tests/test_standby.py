@@ -1,0 +1,83 @@
+"""The warm standby: restarts import only the project, and fall back to cold when they must."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+from conftest import HELLO_APP, stays, write
+
+from geventdev.preload import BASELINE, interpreter_prefixes, library_modules, preload
+
+
+def test_a_change_activates_the_standby(project: Path, dev_server) -> None:
+    app = write(project / "app.py", HELLO_APP)
+    server = dev_server("app.py")
+    assert server.get("/").text == "hello v1"
+    waiting = server.standby()
+    write(app, HELLO_APP.replace("hello v1", "hello v2"))
+    server.wait_for_text("/", "hello v2")
+    assert server.child() == waiting  # the standby became the app: no cold interpreter
+    assert server.get("/pid").text == str(waiting)
+    assert server.standby() != waiting  # and a new standby takes its place
+
+
+def test_code_outside_the_project_is_never_imported_ahead(
+    project: Path, dev_server, tmp_path: Path
+) -> None:
+    lib = write(tmp_path / "sharedlib" / "greeting.py", "TEXT = 'from lib v1'\n")
+    app = HELLO_APP.replace('"hello v1"', "greeting.TEXT")
+    write(
+        project / "app.py",
+        f"import sys\nsys.path.insert(0, {str(lib.parent)!r})\nimport greeting\n" + app,
+    )
+    server = dev_server("app.py")
+    assert server.get("/").text == "from lib v1"
+    server.standby()
+    write(lib, "TEXT = 'from lib v2'\n")  # watched, since the app imported it
+    server.wait_for_text("/", "from lib v2")
+
+
+def test_an_env_file_change_restarts_cold(project: Path, dev_server) -> None:
+    write(project / "app.py", HELLO_APP.replace('"hello v1"', 'os.environ["GREETING"]'))
+    env = write(project / ".env", "GREETING=one\n")
+    server = dev_server("app.py")
+    assert server.get("/").text == "one"
+    before = {server.child(), server.standby()}
+    write(env, "GREETING=two\n")
+    server.wait_for_text("/", "two")
+    assert server.child() not in before
+
+
+def test_a_manual_restart_is_cold(project: Path, dev_server) -> None:
+    write(project / "app.py", HELLO_APP)
+    server = dev_server("app.py")
+    server.get("/")
+    before = {server.child(), server.standby()}
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_for_log(" * Restarted in ")
+    assert server.child() not in before
+
+
+def test_no_standby_keeps_one_process(project: Path, dev_server) -> None:
+    app = write(project / "app.py", HELLO_APP)
+    server = dev_server("app.py", "--no-standby")
+    server.get("/")
+    assert stays(lambda: len(server.children()) == 1, 0.5)
+    write(app, HELLO_APP.replace("hello v1", "hello v2"))
+    server.wait_for_text("/", "hello v2")
+    assert stays(lambda: len(server.children()) == 1, 0.3)
+
+
+def test_library_modules_are_the_interpreters_only() -> None:
+    names = library_modules(interpreter_prefixes())
+    assert "json" in names and "pytest" in names
+    assert not any(n.startswith("geventdev") or n == "conftest" for n in names)
+    assert "__main__" not in names
+
+
+def test_preload_imports_and_survives_bad_names() -> None:
+    preload(["json", "no_such_module_anywhere_xyz", "this.is.not.valid"])
+    assert "json" in sys.modules and "no_such_module_anywhere_xyz" not in sys.modules
+    assert "flask" in BASELINE
