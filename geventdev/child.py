@@ -20,6 +20,7 @@ import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
 from gevent.socket import wait_read  # noqa: E402
 
+from geventdev import notify  # noqa: E402
 from geventdev.config import Config  # noqa: E402
 from geventdev.fallback import is_restart_command  # noqa: E402
 from geventdev.loader import (  # noqa: E402
@@ -65,6 +66,8 @@ def watch_monitor(control: socket.socket, load_now: Event) -> None:
         for message in iter_messages(control.makefile("rb")):
             if message.type == "load":
                 load_now.set()
+            elif message.type == "changed":
+                notify.publish(list(message.data.get("paths", ())))
     except OSError:
         pass
     os._exit(1)

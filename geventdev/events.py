@@ -85,6 +85,14 @@ class Watch:
 
 
 @dataclass(frozen=True)
+class Notify:
+    """Tell the serving app process about files that changed without needing a restart."""
+
+    gen: int
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Fallback:
     """No app process is alive: the monitor answers requests itself with this message.
     A ``Spawn`` ends it (requests then wait in the backlog for the new process)."""
@@ -97,4 +105,4 @@ class Exit:
     code: int
 
 
-Action = Spawn | Activate | Signal | Log | Watch | Fallback | Exit
+Action = Spawn | Activate | Signal | Log | Watch | Notify | Fallback | Exit

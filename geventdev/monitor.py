@@ -33,6 +33,7 @@ from .supervisor import (
     Exit,
     Fallback,
     Log,
+    Notify,
     Plan,
     Restart,
     Signal,
@@ -134,6 +135,8 @@ class Monitor:
                 self.spawn(action.gen, action.standby)
             elif isinstance(action, Activate):
                 self.send(action.gen, Message("load", {}))
+            elif isinstance(action, Notify):
+                self.send(action.gen, Message("changed", {"paths": list(action.paths)}))
             elif isinstance(action, Fallback):
                 self.fallback.answer(action.message)
                 self.stdin.active.set()

@@ -31,10 +31,13 @@ ENV_WERKZEUG_RUN_MAIN = "WERKZEUG_RUN_MAIN"
 #: Makes a stray ``app.run()`` at module level a no-op, as under ``flask run``.
 ENV_FLASK_RUN_FROM_CLI = "FLASK_RUN_FROM_CLI"
 
-MessageType = Literal["ready", "load_error", "watch", "restart", "standby", "load"]
+MessageType = Literal["ready", "load_error", "watch", "restart", "standby", "load", "changed"]
 #: ``not_found``: the target names no module or no app (a usage error: the monitor exits at the
 #: first start). ``exception``: the user's code raised while loading (served as an error page).
 LoadErrorKind = Literal["not_found", "exception"]
+
+
+MESSAGE_TYPES = frozenset(MessageType.__args__)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,9 @@ class Message:
     ``error`` (one line) and ``paths`` (files in the traceback, to keep watching). ``watch``:
     ``paths`` of imported modules (and ``modules``: library module names, for the standby).
     ``restart``: the user typed "rs" in the terminal. ``standby``: a warm standby is ready to
-    load the app; ``paths`` of the project-side files it imported ahead. The one message the
-    monitor sends: ``load`` (to a standby: load the app and serve now).
+    load the app; ``paths`` of the project-side files it imported ahead. The monitor sends
+    ``load`` (to a standby: load the app and serve now) and ``changed`` (``paths`` changed that
+    need no restart: templates, static files; for live reload).
     """
 
     type: MessageType
@@ -59,7 +63,7 @@ class Message:
     def decode(cls, line: bytes) -> Message:
         data = json.loads(line)
         kind = data.pop("type")
-        if kind not in ("ready", "load_error", "watch", "restart", "standby", "load"):
+        if kind not in MESSAGE_TYPES:
             raise ValueError(f"unknown control message {kind!r}")
         return cls(kind, data)
 

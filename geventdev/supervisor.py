@@ -26,6 +26,7 @@ from .events import (  # re-exported: the plan's vocabulary
     Exit,
     Fallback,
     Log,
+    Notify,
     Restart,
     Signal,
     Spawn,
@@ -110,8 +111,13 @@ class Plan:
 
     def _on_changes(self, event: Changes, now: float) -> list[Action]:
         restart = sorted(p for p, kind in event.paths.items() if kind == "restart")
-        if not restart or not self.reload or self.stopping:
+        if self.stopping:
             return []
+        if not restart or not self.reload:
+            refresh = tuple(sorted(p for p, kind in event.paths.items() if kind == "refresh"))
+            current = self.children.get(self.gen)
+            serving = current is not None and current.ready and current.kill_at is None
+            return [Notify(self.gen, refresh)] if refresh and serving else []
         first = os.path.relpath(restart[0], self.cwd)
         more = f" and {len(restart) - 1} more" if len(restart) > 1 else ""
         cold = any(p in self.cold_files or os.path.basename(p) in ENV_NAMES for p in restart)
@@ -228,6 +234,6 @@ def describe_exit(returncode: int) -> str:
 
 __all__ = [
     "Action", "Activate", "Changes", "ChildExited", "ChildMessage", "ChildState", "Event", "Exit",
-    "Fallback", "Log", "Plan", "Restart", "Signal", "Spawn", "Start", "Stop", "Tick", "Watch",
-    "describe_exit",
+    "Fallback", "Log", "Notify", "Plan", "Restart", "Signal", "Spawn", "Start", "Stop", "Tick",
+    "Watch", "describe_exit",
 ]  # fmt: skip

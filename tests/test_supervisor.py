@@ -14,6 +14,7 @@ from geventdev.supervisor import (
     Exit,
     Fallback,
     Log,
+    Notify,
     Plan,
     Restart,
     Signal,
@@ -56,9 +57,12 @@ def test_an_old_child_that_will_not_drain_is_killed() -> None:
     assert plan.step(Tick(), 100.0) == []  # killed once
 
 
-def test_refresh_only_changes_do_not_restart() -> None:
+def test_refresh_only_changes_notify_the_app_instead_of_restarting() -> None:
     plan = started()
-    assert plan.step(Changes({"/p/templates/index.html": "refresh"}), 1.0) == []
+    changes = Changes({"/p/templates/index.html": "refresh", "/p/static/a.css": "refresh"})
+    assert plan.step(changes, 1.0) == [Notify(1, ("/p/static/a.css", "/p/templates/index.html"))]
+    plan.step(ChildExited(1, 1), 2.0)
+    assert plan.step(changes, 3.0) == []  # nobody to tell
 
 
 def test_many_files_log_once() -> None:
