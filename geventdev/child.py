@@ -135,6 +135,8 @@ def main() -> None:
     def stop(timeout: float) -> None:
         if server is None:  # asked to stop while still loading the app: nothing to drain
             os._exit(0)
+        if server.draining:  # Ctrl+C reaches us twice (the terminal's group, and the monitor)
+            return
         server.drain(timeout)
         stopped.set()
 
