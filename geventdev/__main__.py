@@ -1,5 +1,5 @@
 """``python -m geventdev``."""
 
-from geventdev.cli import main
+from geventdev.launch import main
 
 main()

@@ -77,7 +77,8 @@ def serve(
 
     Use it as a context manager (``with serve("app.py") as srv: requests.get(srv.url)``): leaving
     the block stops the server. Options are ``Config`` fields; here ``port`` defaults to 0 (a free
-    port, bound by the monitor) and ``reload`` to False. ``cwd`` is where the target is looked up,
+    port, bound by the monitor), ``reload`` and ``livereload`` to False (your browser tests see
+    the app's own HTML). ``cwd`` is where the target is looked up,
     ``env`` adds environment variables, ``log_path`` keeps the log in a file of your choosing.
 
     Raises:
@@ -86,8 +87,10 @@ def serve(
     """
     if target is not None:
         options["app"] = os.fspath(target)
-    config = Config(**{"port": 0, "reload": False, **options})
-    command = [sys.executable, "-m", "geventdev", *config_argv(config)]
+    config = Config(**{"port": 0, "reload": False, "livereload": False, **options})
+    # geventdev.cli, not geventdev: even with reload off, keep the monitor (crash reports, 503s)
+    # and never serve from the patched process itself (launch.py's --no-reload mode).
+    command = [sys.executable, "-m", "geventdev.cli", *config_argv(config)]
     server = Server(config, command, cwd=cwd, env=env, log_path=log_path)
     try:
         wait_ready(server, startup_timeout)
@@ -161,7 +164,12 @@ def config_argv(config: Config) -> list[str]:
     Explicit options win over ``FLASK_RUN_*`` variables and ``.flaskenv``, so a server started
     from code does what the code says (the app still sees the whole environment).
     """
-    config = dataclasses.replace(config, reload=config.use_reloader, debugger=config.use_debugger)
+    config = dataclasses.replace(
+        config,
+        reload=config.use_reloader,
+        debugger=config.use_debugger,
+        livereload=config.use_livereload,
+    )
     argv: list[str] = []
     for field in dataclasses.fields(Config):
         value = getattr(config, field.name)

@@ -34,7 +34,14 @@ from geventdev.loader import (  # noqa: E402
 )
 from geventdev.middleware import wrap_app  # noqa: E402
 from geventdev.preload import interpreter_prefixes, library_modules, preload  # noqa: E402
-from geventdev.protocol import Handoff, Message, iter_messages  # noqa: E402
+from geventdev.protocol import (  # noqa: E402
+    ENV_FLASK_RUN_FROM_CLI,
+    ENV_PIN_FAILURES,
+    ENV_WERKZEUG_RUN_MAIN,
+    Handoff,
+    Message,
+    iter_messages,
+)
 from geventdev.server import DevServer, make_server  # noqa: E402
 
 #: On Ctrl+C (SIGINT) in-flight requests get this long, so the whole stop stays well under 3 s.
@@ -65,6 +72,7 @@ def watch_monitor(control: socket.socket, load_now: Event) -> None:
     try:
         for message in iter_messages(control.makefile("rb")):
             if message.type == "load":
+                os.environ[ENV_PIN_FAILURES] = str(message.data.get("pin_failures", 0))
                 load_now.set()
             elif message.type == "changed":
                 notify.publish(list(message.data.get("paths", ())))
@@ -90,14 +98,28 @@ def read_terminal(control: socket.socket, stopping: Callable[[], bool]) -> None:
             send(control, Message("restart", {}))
 
 
-def send(control: socket.socket, message: Message) -> None:
+def send(control: socket.socket | None, message: Message) -> None:
+    if control is None:  # serving in one process (--no-reload): say it ourselves
+        report_inline(message)
+        return
     try:
         control.sendall(message.encode())
     except OSError:
         os._exit(1)
 
 
-def load(config: Config, control: socket.socket) -> tuple[LoadedApp | None, WSGIApp]:
+def report_inline(message: Message) -> None:
+    """Without a monitor: a wrong target is fatal (status 2), a load error one log line."""
+    if message.type != "load_error":
+        return
+    if message.data.get("kind") == "not_found":
+        print(f"Error: {message.data.get('error')}", file=sys.stderr, flush=True)
+        os._exit(2)
+    error = message.data.get("error")
+    print(f" * App failed to load: {error}; fix it and restart", file=sys.stderr, flush=True)
+
+
+def load(config: Config, control: socket.socket | None) -> tuple[LoadedApp | None, WSGIApp]:
     """Load and wrap the app; a failure becomes an app that shows it, and the monitor is told."""
     try:
         loaded = load_app(config.app)
@@ -119,16 +141,42 @@ def load(config: Config, control: socket.socket) -> tuple[LoadedApp | None, WSGI
 
 
 def main() -> None:
+    """The app process the monitor starts: tied to it, told what to do on the control channel."""
     handoff = Handoff.from_environ()
     tie_to_monitor(handoff.monitor_pid)
     config = Config.from_json(handoff.config_json)
-    os.environ["FLASK_DEBUG"] = "1" if config.debug else "0"  # before the app (factories) load
     control = socket.socket(fileno=handoff.control_fd)
     listener = socket.socket(fileno=handoff.listen_fd)
     for sock in (control, listener):
         sock.set_inheritable(False)
     load_now = Event()
     gevent.spawn(watch_monitor, control, load_now)
+    notify.connect(lambda kind, data: send(control, Message(kind, data)))  # type: ignore[arg-type]
+    if handoff.standby:  # import the libraries now, the project when a change comes
+        # Nothing to drain yet: a stop (Ctrl+C reaches the whole group) just exits.
+        early = [gevent.signal_handler(s, os._exit, 0) for s in (signal.SIGINT, signal.SIGTERM)]
+        preload(list(handoff.preload))
+        send(control, Message("standby", {"paths": module_files(PREFIXES)}))
+        set_name(b"geventdev-wait")  # armed: ps shows it waiting, tests wait for this
+        load_now.wait()
+        for handler in early:
+            handler.cancel()
+    serve(config, listener, control)
+    exit_now()
+
+
+def serve_inline(config: Config, listener: socket.socket) -> int:
+    """``--no-reload``: serve from this (already patched) process, for debuggers that cannot
+    follow a child process. The CLI patched gevent before importing anything else."""
+    os.environ.update({ENV_WERKZEUG_RUN_MAIN: "true", ENV_FLASK_RUN_FROM_CLI: "true"})
+    serve(config, listener, None)
+    exit_now()
+    return 0
+
+
+def serve(config: Config, listener: socket.socket, control: socket.socket | None) -> None:
+    """Load the app, serve it, and return once a signal has drained the server."""
+    os.environ["FLASK_DEBUG"] = "1" if config.debug else "0"  # before the app (factories) load
     server: DevServer | None = None
     stopped = Event()
 
@@ -141,14 +189,8 @@ def main() -> None:
         stopped.set()
 
     gevent.signal_handler(signal.SIGTERM, gevent.spawn, stop, config.graceful_timeout)
-    gevent.signal_handler(
-        signal.SIGINT, gevent.spawn, stop, min(INTERRUPT_DRAIN, config.graceful_timeout)
-    )
-    if handoff.standby:  # import the libraries now, the project when a change comes
-        preload(list(handoff.preload))
-        send(control, Message("standby", {"paths": module_files(PREFIXES)}))
-        set_name(b"geventdev-wait")  # armed: ps shows it waiting, tests wait for this
-        load_now.wait()
+    interrupt = min(INTERRUPT_DRAIN, config.graceful_timeout)
+    gevent.signal_handler(signal.SIGINT, gevent.spawn, stop, interrupt)
     set_name(b"geventdev-app")
     loading = time.perf_counter()
     loaded, app = load(config, control)
@@ -157,14 +199,16 @@ def main() -> None:
     started.start()
     server = started
     send(control, Message("ready", {"pid": os.getpid(), "import_ms": import_ms}))
-    if sys.stdin is not None and sys.stdin.isatty():
+    if control is not None and sys.stdin is not None and sys.stdin.isatty():
         gevent.spawn(read_terminal, control, lambda: server is None or server.draining)
     stopped.wait()
+
+
+def exit_now() -> None:
+    """Skip interpreter teardown: app threads and atexit hooks must not hold a restart up."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(
-        0
-    )  # skip interpreter teardown: app threads and atexit hooks must not hold a restart up
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,13 @@ from typing import Any
 
 import click
 
-from . import __version__
+from . import __version__, tls
 from .config import Config
 from .envfiles import environ_with_env_files
-from .listener import BindError, bind_listener
+from .listener import BindError, bind_listener, is_loopback
 from .monitor import Monitor
 from .terminal import banner
+from .tls import TLSError
 
 #: The environment as it was before any env file was read: each child's environment is rebuilt
 #: from it, so an edited or removed value in ``.env`` takes effect on the next restart.
@@ -99,8 +100,32 @@ def make_config(target: str | None, params: dict[str, Any]) -> Config:
         raise click.UsageError(str(exc)) from None
 
 
+def refuse_unsafe(config: Config) -> None:
+    """A debugger without a PIN on a network interface lets anyone run code: refuse to start."""
+    pin_off = os.environ.get("WERKZEUG_DEBUG_PIN", "").lower() == "off"
+    if config.use_debugger and pin_off and not is_loopback(config.host):
+        raise TLSError(
+            f"WERKZEUG_DEBUG_PIN=off with --host {config.host} would let anyone on the network run"
+            " code on this machine: unset WERKZEUG_DEBUG_PIN, use --no-debugger, or bind"
+            " 127.0.0.1."
+        )
+
+
+def gevent_patched() -> bool:
+    """Whether this process was patched at start (``launch.py``); never patches by itself."""
+    monkey = sys.modules.get("gevent.monkey")
+    return bool(monkey is not None and monkey.is_module_patched("socket"))
+
+
 def serve(config: Config) -> int:
     """Bind, print the banner and run the monitor until it stops; return the exit status."""
+    try:
+        tls.check(config)
+        refuse_unsafe(config)
+    except TLSError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return 2
+    config = tls.resolve(config)
     try:
         listener = bind_listener(config.host, config.port)
     except BindError as exc:
@@ -109,6 +134,11 @@ def serve(config: Config) -> int:
     port = listener.getsockname()[1]
     for line in banner(config, port, sys.stderr):
         click.echo(line, err=True)
+    if not config.use_reloader and gevent_patched():
+        from .child import serve_inline  # this process patched first (launch.py)
+
+        click.echo(" * Serving from this process (--no-reload): attach debuggers here", err=True)
+        return serve_inline(config, listener)
     with listener:
         return Monitor(config, listener, ORIGINAL_ENVIRON, sys.stderr).run()
 
@@ -154,3 +184,7 @@ def command(target: str | None, **params: Any) -> None:
 
 def main() -> None:
     command.main(prog_name="geventdev")
+
+
+if __name__ == "__main__":  # ``python -m geventdev.cli``: never serves in-process (see launch.py)
+    main()

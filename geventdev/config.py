@@ -74,6 +74,13 @@ class Config:
             envvar=("FLASK_RUN_DEBUGGER",),
         ),
     )
+    livereload: bool | None = field(
+        default=None,
+        metadata=_opt(
+            "--livereload/--no-livereload",
+            help="Reload open browser tabs when the app changes (CSS in place). Follows --debug.",
+        ),
+    )
     extra_files: tuple[str, ...] = field(
         default=(),
         metadata=_opt(
@@ -133,6 +140,52 @@ class Config:
             help="Keep a warm app process ready, so a restart imports only your code (~0.1 s).",
         ),
     )
+    debugger_remote: bool = field(
+        default=False,
+        metadata=_opt(
+            "--debugger-remote/--no-debugger-remote",
+            help="Let non-loopback clients use the debugger console and PIN entry (dangerous).",
+        ),
+    )
+    cert: str | None = field(
+        default=None,
+        metadata=_opt(
+            "--cert",
+            help="TLS certificate file, or 'adhoc' for a throwaway self-signed one (needs the "
+            "'cryptography' package: pip install 'geventdev[tls]').",
+            envvar=("FLASK_RUN_CERT",),
+        ),
+    )
+    key: str | None = field(
+        default=None,
+        metadata=_opt(
+            "--key", help="TLS private key file, with --cert FILE.", envvar=("FLASK_RUN_KEY",)
+        ),
+    )
+    header_timeout: float = field(
+        default=10.0,
+        metadata=_opt(
+            "--header-timeout",
+            help="Seconds a client may take to send a request's line and headers (slowloris).",
+            min=0.1,
+        ),
+    )
+    keepalive_timeout: float = field(
+        default=15.0,
+        metadata=_opt(
+            "--keepalive-timeout",
+            help="Seconds an idle keep-alive connection stays open between requests.",
+            min=0.1,
+        ),
+    )
+    body_timeout: float = field(
+        default=30.0,
+        metadata=_opt(
+            "--body-timeout",
+            help="Seconds of silence allowed while reading a request body.",
+            min=0.1,
+        ),
+    )
     pool_size: int = field(
         default=10_000,
         metadata=_opt(
@@ -155,6 +208,11 @@ class Config:
     def use_debugger(self) -> bool:
         """Wrap the app in werkzeug's debugger: explicit flag, else follow debug."""
         return self.debug if self.debugger is None else self.debugger
+
+    @property
+    def use_livereload(self) -> bool:
+        """Live reload in the browser: explicit flag, else follow debug."""
+        return self.debug if self.livereload is None else self.livereload
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

@@ -12,6 +12,7 @@ import html
 import os
 import select
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Callable
@@ -41,8 +42,8 @@ def page_503(message: str, head_only: bool = False) -> bytes:
 class FallbackResponder:
     """Answers 503 on the shared listener while ``message`` is set; idle otherwise."""
 
-    def __init__(self, listener: socket.socket) -> None:
-        self.listener = listener
+    def __init__(self, listener: socket.socket, tls: ssl.SSLContext | None = None) -> None:
+        self.listener, self.tls = listener, tls
         self.message: str | None = None
         self.wake = threading.Event()
         threading.Thread(target=self._run, name="geventdev-fallback", daemon=True).start()
@@ -73,10 +74,15 @@ class FallbackResponder:
                 return
             threading.Thread(target=self._reply, args=(conn, message), daemon=True).start()
 
-    @staticmethod
-    def _reply(conn: socket.socket, message: str) -> None:
+    def _reply(self, conn: socket.socket, message: str) -> None:
+        conn.settimeout(HEAD_TIMEOUT)
+        try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+        except (OSError, ssl.SSLError):
+            conn.close()
+            return
         with conn:
-            conn.settimeout(HEAD_TIMEOUT)
             head = b""
             try:
                 while b"\r\n\r\n" not in head and len(head) < 65536:

@@ -1,38 +1,70 @@
-"""Turn a loaded app into what the child serves: debug settings, template reload, the debugger."""
+"""Turn a loaded app into what the child serves: debug settings, template reload, the debugger.
+
+Also where the child arms its gevent-specific help, once the app is loaded (so slow imports at
+start are not reported as blocking calls): the async-view shim, start-up warnings, and in debug
+the blocking-call alarm.
+"""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+from . import asyncviews, diagnose, livereload
+from .blocking import BlockingAlarm, threshold_from_env
 from .config import Config
 from .loader import LoadedApp, WSGIApp
-
-#: werkzeug's defaults plus what run_simple adds for a loopback bind.
-LOCAL_HOSTS = (".localhost", "127.0.0.1", "localhost", "[::1]")
 
 
 def prepare_flask(app: Any, config: Config) -> None:
     """Debug on means exceptions propagate to the debugger and Jinja re-reads changed templates.
 
     Setting ``app.debug`` also sets ``jinja_env.auto_reload`` unless the app chose
-    ``TEMPLATES_AUTO_RELOAD`` itself, which we respect.
+    ``TEMPLATES_AUTO_RELOAD`` itself, which we respect. Async views get the gevent shim
+    (``asyncviews``), the same one-liner production calls.
     """
     app.debug = config.debug
     if config.debug and app.config.get("TEMPLATES_AUTO_RELOAD") is None:
         app.jinja_env.auto_reload = True
+    asyncviews.enable(app)
+    notice = asyncviews.notice(app)
+    if notice:
+        print(notice, file=sys.stderr, flush=True)
+
+
+def debugged(app: WSGIApp, config: Config) -> WSGIApp:
+    """werkzeug's debugger, loopback-only and with a lockout that survives reloads."""
+    from .debugger import GuardedDebugger
+
+    return GuardedDebugger(app, config)
+
+
+def socketio_middleware(app: Any) -> Any:
+    """Flask-SocketIO's middleware on this app, if any (``app.extensions['socketio']``)."""
+    extensions = getattr(app, "extensions", None)
+    socketio = extensions.get("socketio") if isinstance(extensions, dict) else None
+    return getattr(socketio, "sockio_mw", None)
 
 
 def wrap_app(loaded: LoadedApp | None, app: WSGIApp, config: Config) -> WSGIApp:
-    """Apply per-framework settings, then werkzeug's ``DebuggedApplication`` outermost."""
+    """Apply per-framework settings, then the debugger: outermost, or for Flask-SocketIO between
+    its middleware and the app, as ``socketio.run()`` does (so Socket.IO traffic bypasses it).
+    In debug, the blocking-call alarm's request recorder wraps everything."""
+    for line in diagnose.startup_warnings():
+        print(line, file=sys.stderr, flush=True)
+    sockio_mw = None
     if loaded is not None and loaded.is_flask:
         prepare_flask(loaded.app, config)
-    if not config.use_debugger:
+        sockio_mw = socketio_middleware(loaded.app)
+    if config.use_debugger and sockio_mw is not None:
+        sockio_mw.wsgi_app = debugged(sockio_mw.wsgi_app, config)
+    elif config.use_debugger:
+        app = debugged(app, config)
+    if config.use_livereload:  # around the debugger, so its error pages get the script too
+        app = livereload.wrap(app, loaded)
+    threshold = threshold_from_env() if config.debug else None
+    if threshold is None:
         return app
-    from werkzeug.debug import DebuggedApplication
-
-    debugged = DebuggedApplication(app, evalex=True)
-    if config.host not in ("0.0.0.0", "::", ""):
-        hosts = {config.host, f"[{config.host}]" if ":" in config.host else config.host}
-        debugged.trusted_hosts.extend(sorted(h for h in hosts if h not in LOCAL_HOSTS))
-    debugged.trusted_hosts.extend(h for h in LOCAL_HOSTS if h not in debugged.trusted_hosts)
-    return debugged
+    alarm = BlockingAlarm(threshold, sys.stderr)
+    alarm.start()
+    return alarm.wrap(app)

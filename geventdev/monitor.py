@@ -19,10 +19,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
+from . import tls
 from .config import Config
+from .diagnose import debugger_env
 from .envfiles import env_files, environ_with_env_files
 from .fallback import FallbackResponder, StdinCommands
-from .protocol import Handoff, Message, iter_messages
+from .protocol import ENV_PIN_FAILURES, Handoff, Message, iter_messages
 from .supervisor import (
     Action,
     Activate,
@@ -57,19 +59,21 @@ class Monitor:
     ) -> None:
         self.config, self.listener, self.environ, self.out = config, listener, dict(environ), out
         self.events: queue.Queue[Event | tuple[str, Kind]] = queue.Queue()
+        dotenv_files = env_files(config.env_file, self.environ)
         self.plan = Plan(
             graceful_timeout=config.graceful_timeout,
             reload=config.use_reloader,
             standby=config.standby,
-            cold_files=frozenset(env_files(config.env_file, self.environ)),
+            cold_files=frozenset(dotenv_files),
         )
         self.controls: dict[int, socket.socket] = {}
         self.preload: tuple[str, ...] = ()  # library modules the last app process imported
+        self.pin_failures = 0  # the debugger's lockout count, carried across app processes
         self.debouncer = Debouncer(config.debounce)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.watched_files = (*config.extra_files, *env_files(config.env_file, self.environ))
+        self.watched_files = (*config.extra_files, *dotenv_files)
         self.changes = ChangeFilter(self.watched_files, config.exclude_patterns)
-        self.fallback = FallbackResponder(listener)
+        self.fallback = FallbackResponder(listener, tls.server_context(config))
         self.stdin = StdinCommands(lambda: self.events.put(Restart("'rs'")))
         self.watcher: WatchdogWatcher | None = None
         self.exit_code: int | None = None
@@ -134,7 +138,7 @@ class Monitor:
             if isinstance(action, Spawn):
                 self.spawn(action.gen, action.standby)
             elif isinstance(action, Activate):
-                self.send(action.gen, Message("load", {}))
+                self.send(action.gen, Message("load", {"pin_failures": self.pin_failures}))
             elif isinstance(action, Notify):
                 self.send(action.gen, Message("changed", {"paths": list(action.paths)}))
             elif isinstance(action, Fallback):
@@ -160,7 +164,12 @@ class Monitor:
             standby=standby,
             preload=self.preload,
         )
-        env = {**environ_with_env_files(self.config.env_file, self.environ), **handoff.to_environ()}
+        env = {
+            **debugger_env(self.environ),  # GEVENT_SUPPORT=True when an IDE debugger is loaded
+            **environ_with_env_files(self.config.env_file, self.environ),
+            **handoff.to_environ(),
+            ENV_PIN_FAILURES: str(self.pin_failures),
+        }
         proc = subprocess.Popen(
             [sys.executable, "-m", CHILD_MODULE],
             pass_fds=(handoff.listen_fd, handoff.control_fd),
@@ -176,6 +185,8 @@ class Monitor:
             for message in iter_messages(stream):
                 if message.type == "watch" and message.data.get("modules"):
                     self.preload = tuple(message.data["modules"])
+                elif message.type == "pin_failures":
+                    self.pin_failures = int(message.data.get("count", 0))
                 self.events.put(ChildMessage(gen, message))
         self.controls.pop(gen, None)
 

@@ -25,13 +25,17 @@ ENV_PRELOAD = "GEVENTDEV_PRELOAD"
 #: Stays set in the child for the app to see (``geventdev.is_running_from_reloader``).
 ENV_CHILD = "GEVENTDEV_CHILD"
 
+#: Failed debugger PIN attempts so far, across app processes (read by ``debugger.py``).
+ENV_PIN_FAILURES = "GEVENTDEV_PIN_FAILURES"
 #: Set for the app: werkzeug prints the debugger PIN only when this is "true", and the idiom
 #: ``if os.environ.get("WERKZEUG_RUN_MAIN") == "true": start_scheduler()`` keeps working.
 ENV_WERKZEUG_RUN_MAIN = "WERKZEUG_RUN_MAIN"
 #: Makes a stray ``app.run()`` at module level a no-op, as under ``flask run``.
 ENV_FLASK_RUN_FROM_CLI = "FLASK_RUN_FROM_CLI"
 
-MessageType = Literal["ready", "load_error", "watch", "restart", "standby", "load", "changed"]
+MessageType = Literal[
+    "ready", "load_error", "watch", "restart", "standby", "load", "changed", "pin_failures"
+]
 #: ``not_found``: the target names no module or no app (a usage error: the monitor exits at the
 #: first start). ``exception``: the user's code raised while loading (served as an error page).
 LoadErrorKind = Literal["not_found", "exception"]
@@ -49,8 +53,9 @@ class Message:
     ``paths`` of imported modules (and ``modules``: library module names, for the standby).
     ``restart``: the user typed "rs" in the terminal. ``standby``: a warm standby is ready to
     load the app; ``paths`` of the project-side files it imported ahead. The monitor sends
-    ``load`` (to a standby: load the app and serve now) and ``changed`` (``paths`` changed that
-    need no restart: templates, static files; for live reload).
+    ``load`` (to a standby: load the app and serve now; ``pin_failures``) and ``changed``
+    (``paths`` changed that need no restart: templates, static files; for live reload).
+    ``pin_failures``: the debugger's failed PIN count (``count``), kept across restarts.
     """
 
     type: MessageType

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import sys
 import time
 from typing import Any, TextIO
@@ -16,6 +17,7 @@ from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
 from .config import Config
+from .framing import StrictFraming
 from .loader import WSGIApp
 
 # werkzeug's colours for the access log, by status class (werkzeug/serving.py log_request).
@@ -23,11 +25,13 @@ _STATUS_STYLE = {"1": "\x1b[1m", "3": "\x1b[32m", "4": "\x1b[1;31m", "5": "\x1b[
 _SPECIAL_STYLE = {"200": "", "304": "\x1b[36m", "404": "\x1b[33m"}
 _RESET = "\x1b[0m"
 #: Control characters in a request line are escaped, so a client cannot write to the terminal.
-_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}  # C0, DEL, C1
 #: A WebSocket close frame, code 1012 "service restart": browsers may reconnect at once.
 WEBSOCKET_CLOSE_1012 = b"\x88\x02\x03\xf4"
 #: How long a draining server lets an idle keep-alive connection send one more request.
 IDLE_GRACE = 1.0
+#: geventdev's own endpoints (live reload) stay out of the access log.
+QUIET_PREFIX = "/__geventdev__/"
 DRAIN_POLL = 0.05
 
 
@@ -40,7 +44,7 @@ def style_status(line: str, status: str) -> str:
     return f"{style}{line}{_RESET}" if style else line
 
 
-class DevHandler(WSGIHandler):  # type: ignore[misc]
+class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
     """pywsgi's handler, with werkzeug's access-log line and awareness of a draining server."""
 
     server: DevServer
@@ -70,6 +74,10 @@ class DevHandler(WSGIHandler):  # type: ignore[misc]
             headers = [*headers, ("Connection", "close")]
             self.close_connection = True
         return super().start_response(status, headers, exc_info)
+
+    def log_request(self) -> None:
+        if not (self.path or "").startswith(QUIET_PREFIX):  # live reload's reconnects
+            super().log_request()
 
     def format_request(self) -> str:
         status = (self._orig_status or self.status or "000").split()[0]
@@ -116,11 +124,33 @@ class DevServer(WSGIServer):  # type: ignore[misc]
     handler_class = DevHandler
 
     def __init__(self, listener: socket.socket, app: WSGIApp, config: Config, log: TextIO) -> None:
-        super().__init__(listener, app, spawn=Pool(config.pool_size), log=log, error_log=log)
+        tls: dict[str, Any] = {}
+        if config.cert:  # ssl is gevent's here: the child patched before anything imported it
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(config.cert, config.key)
+            tls["ssl_context"] = context
+        spawn = Pool(config.pool_size)
+        super().__init__(listener, app, spawn=spawn, log=log, error_log=log, **tls)
+        self.config = config
         self.idle: set[DevHandler] = set()
         self.active: set[DevHandler] = set()
         self.draining = False
         self.color = log.isatty() and "NO_COLOR" not in os.environ
+
+    def wrap_socket_and_handle(self, client_socket: socket.socket, address: Any) -> Any:
+        """TLS handshakes get the header timeout, and a failed one is one log line, not a
+        traceback (plain HTTP sent to the HTTPS port is the usual case; gevent #864, #1681)."""
+        client_socket.settimeout(self.config.header_timeout)
+        try:
+            tls_socket = self.wrap_socket(client_socket, **self.ssl_args)
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc.__class__.__name__
+            hint = " (plain HTTP sent to the HTTPS port?)" if "HTTP" in str(reason) else ""
+            self.log.write(f"{address[0]} - - TLS handshake failed: {escape(str(reason))}{hint}\n")
+            client_socket.close()
+            return None
+        tls_socket.settimeout(None)
+        return self.handle(tls_socket, address)
 
     def drain(self, timeout: float) -> None:
         """Stop accepting and let requests in flight finish for up to ``timeout`` seconds.
@@ -148,4 +178,6 @@ class DevServer(WSGIServer):  # type: ignore[misc]
 
 
 def make_server(listener: socket.socket, app: WSGIApp, config: Config) -> DevServer:
-    return DevServer(listener, app, config, log=sys.stderr)
+    from .wsserver import server_class  # websocket-aware (gevent-websocket if importable)
+
+    return server_class()(listener, app, config, log=sys.stderr)

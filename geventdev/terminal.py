@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TextIO
 
 from .config import Config
+from .listener import is_loopback
 
 
 def colour(text: str, code: str, out: TextIO) -> str:
@@ -32,18 +33,26 @@ def banner(config: Config, port: int, out: TextIO) -> list[str]:
         f" * Serving app '{config.app or 'wsgi.py or app.py'}' with gevent {gevent_version}",
         f" * Debug mode: {'on' if config.debug else 'off'}",
     ]
+    scheme = "https" if config.cert else "http"
     if config.host in ("0.0.0.0", "::"):
         lines.append(f" * Running on all addresses ({config.host})")
-        lines.append(
-            f" * Running on {url('127.0.0.1' if config.host == '0.0.0.0' else '::1', port)}"
-        )
+        loopback = "127.0.0.1" if config.host == "0.0.0.0" else "::1"
+        lines.append(f" * Running on {url(loopback, port, scheme)}")
         try:
             lan = socket.gethostbyname(socket.gethostname())
-            lines.append(f" * Running on {url(lan, port)}")
+            lines.append(f" * Running on {url(lan, port, scheme)}")
         except OSError:
             pass
     else:
-        lines.append(f" * Running on {url(config.host, port)}")
+        lines.append(f" * Running on {url(config.host, port, scheme)}")
+    if config.use_debugger and not is_loopback(config.host):
+        remote = " (but --debugger-remote is on)." if config.debugger_remote else "."
+        warning = (
+            f" * WARNING: the debugger is on and {config.host} is reachable from the network:"
+            " anyone who gets the PIN can run code on this machine. Its console answers only"
+            f" this machine{remote}"
+        )
+        lines.append(colour(warning, "1;31", out))
     lines.append(colour("Press CTRL+C to quit", "33", out))
     if config.use_reloader:
         lines.append(" * Restarting with watchdog (gevent child processes)")

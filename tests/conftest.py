@@ -114,7 +114,7 @@ class DevServer:
     def url(self) -> str:
         if self._url is None:
             log = self.wait_for_log(" * Running on http")
-            match = re.search(r" \* Running on (http://\S+)", log)
+            match = re.search(r" \* Running on (https?://\S+)", log)
             assert match, log
             self._url = match.group(1)
         return self._url

@@ -172,7 +172,8 @@ def test_options_are_passed_explicitly(monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = command.make_context("geventdev", config_argv(config))
     params = dict(ctx.params)
     parsed = make_config(params.pop("target"), params)
-    assert parsed == Config(**{**vars(config), "reload": False, "debugger": False})
+    explicit = {"reload": False, "debugger": False, "livereload": False}
+    assert parsed == Config(**{**vars(config), **explicit})
 
 
 def test_plugin_and_api_import_nothing_heavy() -> None:

@@ -1,0 +1,175 @@
+"""The debug-time blocking-call alarm, on gevent's own monitor thread.
+
+gevent's monitor thread (``GEVENT_MONITOR_THREAD_ENABLE``) notices when the hub has not run for
+``max_blocking_time`` and emits ``gevent.events.EventLoopBlocked`` naming the greenlet that held
+it. gevent's own report is a page of every thread's stack for *each* occurrence, so we turn that
+off (``print_blocking_reports``, gevent >= 25.4.1) and print, once per offender, one line naming
+the request, its route and the app frame that blocked, followed by that frame's stack. The same
+monitor in production: ``GEVENT_MONITOR_THREAD_ENABLE=1 gunicorn -k gevent ...`` (gevent's
+full reports).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+import traceback
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from types import FrameType
+from typing import Any, TextIO
+
+from .loader import WSGIApp
+
+#: Seconds the hub may stay blocked before a report; gevent's default (0.1) flags a first Jinja
+#: compile. A block is certain to be seen once it lasts two periods of the monitor thread.
+DEFAULT_THRESHOLD = 0.2
+STACK_LIMIT = 8
+_LIBRARY_DIRS = tuple(
+    os.path.join(os.path.realpath(p), "")
+    for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], sys.prefix}
+)
+_OWN_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
+
+
+def threshold_from_env(environ: Mapping[str, str] = os.environ) -> float | None:
+    """gevent's own variables win: ``GEVENT_MONITOR_THREAD_ENABLE=0`` turns the alarm off and
+    ``GEVENT_MAX_BLOCKING_TIME`` sets the threshold; None means off."""
+    if environ.get("GEVENT_MONITOR_THREAD_ENABLE", "").strip().lower() in (
+        "0",
+        "false",
+        "no",
+        "off",
+    ):
+        return None
+    try:
+        value = float(environ.get("GEVENT_MAX_BLOCKING_TIME", DEFAULT_THRESHOLD))
+    except ValueError:
+        return DEFAULT_THRESHOLD
+    return value if value > 0 else DEFAULT_THRESHOLD
+
+
+def is_app_file(path: str) -> bool:
+    real = os.path.realpath(path)
+    return os.path.isfile(real) and not real.startswith((*_LIBRARY_DIRS, _OWN_DIR))
+
+
+def app_frame(frame: FrameType | None) -> FrameType | None:
+    """The innermost frame in the user's code (not the stdlib, site-packages or geventdev)."""
+    while frame is not None:
+        if is_app_file(frame.f_code.co_filename):
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def app_stack(frame: FrameType | None) -> list[str]:
+    """``frame``'s stack from the outermost app frame inward (the request machinery above it is
+    noise), at most ``STACK_LIMIT`` frames."""
+    frames = []
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    app_frames = [i for i, f in enumerate(frames) if is_app_file(f.f_code.co_filename)]
+    depth = min(app_frames[-1] + 1 if app_frames else len(frames), STACK_LIMIT)
+    return traceback.format_stack(frames[0], limit=depth) if frames else []
+
+
+def shown_path(path: str) -> str:
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+class BlockingAlarm:
+    """Records which request each greenlet serves and reports blocked hubs, once per offender."""
+
+    def __init__(self, threshold: float, out: TextIO) -> None:
+        self.threshold, self.out = threshold, out
+        self.requests: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+        self.seen: set[tuple[str, str]] = set()  # (file, function) already reported
+        self.hub: Any = None
+
+    def wrap(self, app: WSGIApp) -> WSGIApp:
+        """Outermost middleware: remember the request of the greenlet that serves it."""
+        from gevent import getcurrent
+
+        def record(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            self.requests[getcurrent()] = environ
+            return app(environ, start_response)
+
+        return record
+
+    def start(self) -> None:
+        """Start gevent's monitor thread for this (the serving) hub and subscribe to its events.
+
+        ``monitor_thread`` is switched on only while this hub's thread starts: left on, every hub
+        made later (one per async-view thread) would get a monitor of its own.
+        """
+        import gevent
+        from gevent import events
+
+        self.hub = gevent.get_hub()
+        gevent.config.max_blocking_time = self.threshold
+        gevent.config.print_blocking_reports = False
+        events.subscribers.append(self.on_event)
+        enabled = gevent.config.monitor_thread
+        gevent.config.monitor_thread = True
+        with warnings.catch_warnings():  # memory monitoring (needs psutil) is not ours to arm
+            warnings.filterwarnings("ignore", "Unable to monitor memory usage")
+            self.hub.start_periodic_monitoring_thread()
+        gevent.config.monitor_thread = enabled
+
+    def on_event(self, event: object) -> None:
+        """A gevent event subscriber; runs in the monitor thread while the hub is blocked."""
+        from gevent.events import EventLoopBlocked
+
+        if not isinstance(event, EventLoopBlocked) or event.hub is not self.hub:
+            return
+        frame = sys._current_frames().get(self.hub.thread_ident)
+        where = app_frame(frame)
+        if where is None or self.hub_is_running(frame):
+            # No app code on the stack: the block ended between gevent's check and ours (the
+            # greenlet went on into pywsgi, or the hub runs again), or it is not the app's doing.
+            return
+        text = self.report(self.requests.get(event.greenlet), frame, where, str(event.greenlet))
+        if text:
+            self.out.write(text)
+            self.out.flush()
+
+    def hub_is_running(self, frame: FrameType | None) -> bool:
+        run = getattr(getattr(type(self.hub), "run", None), "__code__", None)
+        while frame is not None:
+            if frame.f_code is run:
+                return True
+            frame = frame.f_back
+        return False
+
+    def report(
+        self, environ: dict[str, Any] | None, frame: FrameType | None, where: FrameType, who: str
+    ) -> str:
+        """The report, or "" if this offender was reported already."""
+        code = where.f_code
+        if environ is not None:
+            method, path = environ.get("REQUEST_METHOD", "?"), environ.get("PATH_INFO", "/")
+            # Flask's request, while it is current (Flask clears it when the request ends)
+            rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
+            subject = f"{method} {path}" + (f" (route {rule.rule})" if rule is not None else "")
+        else:
+            subject = f"greenlet {who} (not a request)"
+        key = (code.co_filename, code.co_name)  # the offender: the app function that blocked
+        if key in self.seen:
+            return ""
+        self.seen.add(key)
+        place = f"{shown_path(code.co_filename)}:{where.f_lineno} in {code.co_name}()"
+        stack = app_stack(frame)
+        lines = "".join(
+            f"   | {line}\n" for frame_text in stack for line in frame_text.splitlines()
+        )
+        return (
+            f" * Blocking call: {subject} blocked the event loop for over {self.threshold:g} s"
+            f" at {place}; every other request waited. Reported once.\n{lines}"
+            "   | Make it cooperative (a gevent-friendly driver, gevent.sleep(0) in long loops)"
+            " or run it with gevent.get_hub().threadpool.apply(func, args).\n"
+        )

@@ -1,0 +1,79 @@
+"""werkzeug's debugger, fenced in: only this machine may use it; its PIN lockout survives reloads.
+
+werkzeug's own Host check (``trusted_hosts``, CVE-2024-34069) stops DNS rebinding, not a client
+that can reach the port: anyone may send ``Host: 127.0.0.1`` (werkzeug #3257). The PIN is the
+real barrier, and its 10-try lockout lives in one process, so every reload used to grant ten
+more guesses. Here the console, PIN entry and code execution answer loopback peers only (unless
+``--debugger-remote``), and the failure count is reported to the monitor, which hands it to
+every new app process. Traceback pages still render for everyone: they are the app's error page.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from werkzeug.debug import DebuggedApplication
+from werkzeug.wrappers import Request, Response
+
+from . import notify
+from .config import Config
+from .listener import is_loopback
+from .protocol import ENV_PIN_FAILURES
+
+#: werkzeug's defaults plus the loopback names ``run_simple`` would add.
+LOCAL_HOSTS = (".localhost", "127.0.0.1", "localhost", "[::1]")
+FORBIDDEN = (
+    "The debugger console and PIN entry answer only this machine (a loopback client).\n"
+    "Start geventdev with --debugger-remote to let other machines use them (dangerous: whoever\n"
+    "gets the PIN can run code on this machine).\n"
+)
+
+
+def trusted_hosts(host: str) -> list[str]:
+    """The Host values the debugger trusts: loopback names, plus ``--host`` if it names one
+    interface (never ``0.0.0.0``/``::``: that would trust any Host, werkzeug PR #3095)."""
+    hosts = list(LOCAL_HOSTS)
+    if host not in ("0.0.0.0", "::", ""):
+        hosts.append(f"[{host}]" if ":" in host else host)
+    return list(dict.fromkeys(hosts))
+
+
+class GuardedDebugger(DebuggedApplication):
+    """``DebuggedApplication`` that refuses remote peers and shares its PIN lockout."""
+
+    def __init__(self, app: Any, config: Config) -> None:
+        super().__init__(app, evalex=True)
+        self.allow_remote = config.debugger_remote
+        self.trusted_hosts = trusted_hosts(config.host)
+        self._failed_pin_auth.value = min(int(os.environ.get(ENV_PIN_FAILURES) or 0), 255)
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        if not self.allow_remote and not is_loopback(environ.get("REMOTE_ADDR")):
+            if self.is_debugger_request(Request(environ)):
+                response = Response(FORBIDDEN, status=403, mimetype="text/plain")
+                return response(environ, start_response)
+        return super().__call__(environ, start_response)
+
+    def is_debugger_request(self, request: Request) -> bool:
+        """The console, PIN entry and command execution; the debugger's static files are fine."""
+        if request.args.get("__debugger__") == "yes":
+            return request.args.get("cmd") != "resource"
+        return bool(self.console_path and request.path == self.console_path)
+
+    def pin_auth(self, request: Request) -> Response:
+        before = self._failed_pin_auth.value
+        response: Response = super().pin_auth(request)
+        if self._failed_pin_auth.value != before:
+            notify.tell_monitor("pin_failures", {"count": self._failed_pin_auth.value})
+        return response
+
+    def _fail_pin_auth(self) -> None:
+        # Tell the monitor before werkzeug's deliberate sleep, so a reload in between keeps it.
+        with self._failed_pin_auth.get_lock():
+            count = self._failed_pin_auth.value
+        notify.tell_monitor("pin_failures", {"count": count + 1})
+        super()._fail_pin_auth()

@@ -1,0 +1,181 @@
+"""Live reload in the browser: the WSGI middleware the app process wraps the app in.
+
+HTML pages get a small script (``livereload.js``, inserted by ``inject``), tagged with this
+process's *generation* (its pid and a random token). The script keeps an ``EventSource`` open to
+``/__geventdev__/livereload``, served here by whichever app process serves now: the first event
+names that process. A restart cuts the stream (``server.DevHandler.long_lived`` sees
+``Accept: text/event-stream``), the page reconnects, and reloads once a different generation
+answers, that is once the new code (or its error page) serves. Changes that need no restart come
+from the monitor (``notify``): CSS under a static folder is sent as ``css`` (the page swaps the
+stylesheet), anything else as ``reload``. Imports no gevent: under ``monkey.patch_all()`` the
+stdlib queue below waits cooperatively.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import queue
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from . import notify
+from .inject import inject
+from .loader import LoadedApp, WSGIApp
+
+PREFIX = "/__geventdev__/"
+EVENTS = PREFIX + "livereload"
+SCRIPT = PREFIX + "livereload.js"
+JS = Path(__file__).with_name("livereload.js").read_bytes()
+JS_VERSION = hashlib.sha256(JS).hexdigest()[:10]
+#: Only a page being shown gets the script: not fetch/XHR, htmx swaps, WebSockets (see below).
+DOCUMENT_DESTS = ("document", "iframe", "frame", "embed", "object")
+PARTIAL_HEADERS = ("HTTP_HX_REQUEST", "HTTP_X_REQUESTED_WITH", "HTTP_UPGRADE")
+
+
+def event(name: str, data: Any) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+class Broadcast:
+    """Every open event stream in this process, each with its queue."""
+
+    heartbeat = 10.0
+
+    def __init__(self) -> None:
+        self.queues: set[queue.Queue[bytes]] = set()
+
+    def send(self, message: bytes) -> None:
+        for q in list(self.queues):
+            q.put(message)
+
+    def stream(self, hello: bytes) -> Iterator[bytes]:
+        """``hello``, then every message sent, and a ping when quiet (a dead connection shows)."""
+        q: queue.Queue[bytes] = queue.Queue()
+        self.queues.add(q)
+        try:
+            yield hello
+            while True:
+                try:
+                    yield q.get(timeout=self.heartbeat)
+                except queue.Empty:
+                    yield event("ping", {})
+        finally:  # the client left, or a drain cut us (GreenletExit)
+            self.queues.discard(q)
+
+
+def static_folders(app: Any) -> list[tuple[str, str]]:
+    """``(folder/, url prefix)`` for the app's and its blueprints' static routes."""
+    found = []
+    url_map = getattr(app, "url_map", None)
+    for rule in url_map.iter_rules() if url_map is not None else ():
+        if rule.endpoint == "static":
+            owner = app
+        elif rule.endpoint.endswith(".static"):
+            owner = app.blueprints.get(rule.endpoint.rsplit(".", 1)[0])
+        else:
+            continue
+        folder = getattr(owner, "static_folder", None)
+        if folder:
+            found.append((os.path.join(os.path.realpath(folder), ""), rule.rule.split("<", 1)[0]))
+    return found
+
+
+def describe(paths: list[str], folders: list[tuple[str, str]]) -> tuple[str, list[str]]:
+    """``("css", [url paths])`` when only stylesheets in static folders changed, else
+    ``("reload", [file names])``."""
+    urls = []
+    for path in paths:
+        real = os.path.realpath(path)
+        url = next((p + real[len(f) :] for f, p in folders if real.startswith(f)), None)
+        if url is None or not real.endswith(".css"):
+            return "reload", [os.path.basename(p) for p in paths]
+        urls.append(url.replace(os.sep, "/"))
+    return "css", urls
+
+
+class LiveReload:
+    """WSGI middleware: the script in pages, the event stream and the script at ``PREFIX``."""
+
+    def __init__(self, app: WSGIApp, flask_app: Any = None) -> None:
+        self.app = app
+        self.flask_app = flask_app
+        self.generation = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.broadcast = Broadcast()
+
+    def changed(self, paths: list[str]) -> None:
+        """From ``notify`` (the child's control-channel greenlet, which must never die here):
+        files changed that need no restart."""
+        if not paths:
+            return
+        try:
+            folders = static_folders(self.flask_app) if self.flask_app is not None else []
+        except Exception:  # an odd url_map or blueprint: a plain reload is always right
+            folders = []
+        name, items = describe(paths, folders)
+        self.broadcast.send(event(name, {"paths": items}))
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = str(environ.get("PATH_INFO", ""))
+        if path.startswith(PREFIX):
+            return self.serve(path, environ, start_response)
+        if not wants_script(environ):
+            return self.app(environ, start_response)
+        return inject(self.app, environ, start_response, lambda nonce: self.tag(environ, nonce))
+
+    def tag(self, environ: dict[str, Any], nonce: str | None) -> bytes:
+        root = html.escape(str(environ.get("SCRIPT_NAME", "")).rstrip("/"))
+        extra = f' nonce="{html.escape(nonce)}"' if nonce else ""
+        return (
+            f'<script src="{root}{SCRIPT}?v={JS_VERSION}" data-root="{root}" '
+            f'data-generation="{self.generation}"{extra} defer></script>'
+        ).encode()
+
+    def serve(
+        self, path: str, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        if path == EVENTS:
+            start_response(
+                "200 OK",
+                [("Content-Type", "text/event-stream"), ("Cache-Control", "no-store")],
+            )
+            return self.broadcast.stream(event("hello", {"generation": self.generation}))
+        if path == SCRIPT:
+            headers = [
+                ("Content-Type", "text/javascript; charset=utf-8"),
+                ("Content-Length", str(len(JS))),
+                ("Cache-Control", "max-age=86400"),  # the URL carries the script's version
+            ]
+            start_response("200 OK", headers)
+            return [] if environ.get("REQUEST_METHOD") == "HEAD" else [JS]
+        body = b"Not found: a path reserved by geventdev's live reload.\n"
+        start_response(
+            "404 NOT FOUND",
+            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+
+def wants_script(environ: dict[str, Any]) -> bool:
+    """A browser showing a page: it navigates (``Sec-Fetch-Dest: document``, or without Fetch
+    Metadata it accepts ``text/html``). Not HEAD, not fetch/XHR/htmx, not curl or requests
+    (``Accept: */*``): scripts and tests get the app's bytes."""
+    if environ.get("REQUEST_METHOD") in ("HEAD", "OPTIONS"):
+        return False
+    if any(environ.get(name) for name in PARTIAL_HEADERS):
+        return False
+    dest = environ.get("HTTP_SEC_FETCH_DEST")
+    if dest is not None:
+        return dest in DOCUMENT_DESTS
+    return "text/html" in str(environ.get("HTTP_ACCEPT", ""))
+
+
+def wrap(app: WSGIApp, loaded: LoadedApp | None) -> WSGIApp:
+    """The app with live reload, subscribed to the monitor's no-restart changes."""
+    middleware = LiveReload(app, loaded.app if loaded is not None and loaded.is_flask else None)
+    notify.subscribe(middleware.changed)
+    return middleware
