@@ -52,6 +52,10 @@ class GuardedDebugger(DebuggedApplication):
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
+        if "__debugger__" not in environ.get("QUERY_STRING", "") and not (
+            self.console_path and str(environ.get("PATH_INFO", "")).endswith(self.console_path)
+        ):  # the fast path: not the debugger's own URL, so skip werkzeug's Request object
+            return self.debug_application(environ, start_response)
         if not self.allow_remote and not is_loopback(environ.get("REMOTE_ADDR")):
             if self.is_debugger_request(Request(environ)):
                 response = Response(FORBIDDEN, status=403, mimetype="text/plain")

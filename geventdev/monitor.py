@@ -170,11 +170,18 @@ class Monitor:
             **handoff.to_environ(),
             ENV_PIN_FAILURES: str(self.pin_failures),
         }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", CHILD_MODULE],
-            pass_fds=(handoff.listen_fd, handoff.control_fd),
-            env=env,
-        )
+        # The child starts with SIGINT ignored (dispositions survive exec), so a Ctrl+C while it is
+        # still importing prints no KeyboardInterrupt traceback; it handles SIGINT itself once
+        # it can drain, and the monitor's own stop signal follows the terminal's anyway.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", CHILD_MODULE],
+                pass_fds=(handoff.listen_fd, handoff.control_fd),
+                env=env,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         theirs.close()
         self.procs[gen], self.controls[gen] = proc, ours
         threading.Thread(target=self.read_messages, args=(gen, ours), daemon=True).start()

@@ -208,7 +208,10 @@ class Plan:
         actions: list[Action] = []
         for child in self.children.values():
             child.kill_at = None
-            actions += self._stop(child, signal.SIGINT, 1.0, now)
+            # SIGINT drains a serving process for 1 s; one still starting (it ignores SIGINT
+            # until it can drain, see monitor.spawn) just ends on SIGTERM.
+            signum = signal.SIGINT if child.ready else signal.SIGTERM
+            actions += self._stop(child, signum, 1.0, now)
         return actions
 
     def _on_tick(self, event: Tick, now: float) -> list[Action]:

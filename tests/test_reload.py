@@ -264,3 +264,13 @@ def test_requests_during_restarts_are_all_answered(project: Path, dev_server) ->
         write(app, HELLO_APP.replace("hello v1", f"version {n}"))
         seen = server.wait_for_text("/", f"version {n}")
         assert seen.status_code == 200
+
+
+def test_stat_reloader_polls_and_skips_ignored_trees(project: Path, dev_server) -> None:
+    app = write(project / "app.py", HELLO_APP)
+    server = dev_server("app.py", "--reloader-type", "stat")
+    server.get("/")
+    write(project / "node_modules" / "pkg" / "index.py", "X = 1\n")
+    assert stays(lambda: restart_count(server) == 0, 1.2)  # more than two polling rounds
+    write(app, HELLO_APP.replace("hello v1", "polled"))
+    server.wait_for_text("/", "polled")
