@@ -160,3 +160,18 @@ def test_version(project: Path) -> None:
     assert result.returncode == 0
     assert result.stdout.startswith("geventdev 0.")
     assert "gevent " in result.stdout and "Flask " in result.stdout
+
+
+def test_listener_sets_nodelay_and_reuseaddr_and_is_inherited() -> None:
+    """The fast path's precondition: accepted sockets inherit TCP_NODELAY from the listener
+    (pywsgi writes headers and body in two sends; with Nagle every keep-alive reply waits)."""
+    from geventdev.listener import bind_listener
+
+    with bind_listener("127.0.0.1", 0) as listener:
+        assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert listener.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 1
+        assert listener.get_inheritable()
+        with socket.create_connection(listener.getsockname()[:2], timeout=5):
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
