@@ -109,13 +109,17 @@ class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
             return True
         return bool(self.headers_sent and (self.response_use_chunked or self.connection_upgraded))
 
+    def say_restarting(self) -> None:
+        """Send a WebSocket close frame with code 1012 "service restart" (RFC 6455 7.4.1)."""
+        try:
+            self.socket.sendall(WEBSOCKET_CLOSE_1012)
+        except (OSError, AttributeError):
+            pass
+
     def cut(self) -> None:
         """End a long-lived response now; a WebSocket gets close code 1012 "service restart"."""
         if self.is_websocket:
-            try:
-                self.socket.sendall(WEBSOCKET_CLOSE_1012)
-            except (OSError, AttributeError):
-                pass
+            self.say_restarting()
         if self.greenlet is not None:
             self.greenlet.kill(block=False)
 

@@ -40,6 +40,7 @@ class WebSocketDevServer(DevServer):
 
     def drain(self, timeout: float) -> None:
         for handler in list(self.websockets):
+            handler.say_restarting()  # close code 1012 "service restart": reconnect now
             handler.close_idle()
         super().drain(timeout)
 

@@ -72,14 +72,18 @@ def test_flask_sock_echo_and_reconnect_after_reload(
         edited = time.monotonic()
         app.write_text(app.read_text().replace('PREFIX = "echo"', 'PREFIX = "v2"'))
 
+        reasons: list[int | None] = []
+
         def closed() -> bool:  # the old process shuts the open websocket when it drains
             try:
                 client.receive(timeout=0.1)
-            except simple_websocket.ConnectionClosed:
+            except simple_websocket.ConnectionClosed as exc:
+                reasons.append(exc.reason)
                 return True
             return not client.connected
 
         wait_until(closed, 10, "the old websocket to close")
+        assert reasons == [1012]  # "service restart": clients may reconnect at once
     finally:
         with contextlib.suppress(simple_websocket.ConnectionClosed):
             client.close()
