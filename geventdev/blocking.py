@@ -127,6 +127,13 @@ class BlockingAlarm:
 
         if not isinstance(event, EventLoopBlocked) or event.hub is not self.hub:
             return
+        # gevent formats a full report before telling us, which under load can outlast the
+        # block: a greenlet that ended or waits (a saved frame) no longer runs, and the stack
+        # sampled below would be another request's, reported under this one's name. Skip: a
+        # block that goes on is seen again, as its own greenlet.
+        blocker = event.greenlet
+        if getattr(blocker, "dead", False) or getattr(blocker, "gr_frame", None) is not None:
+            return
         frame = sys._current_frames().get(self.hub.thread_ident)
         where = app_frame(frame)
         if where is None or self.hub_is_running(frame):

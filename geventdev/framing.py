@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from contextlib import suppress
-from email.parser import Parser
+from contextlib import nullcontext, suppress
 from http import HTTPStatus
 from typing import Any
 
@@ -23,11 +22,11 @@ from werkzeug.exceptions import BadRequest, RequestTimeout
 #: More header lines than http.client allows, or more bytes of them in all, is a 431.
 MAX_HEADERS, MAX_HEADER_BYTES = 100, 65536
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_FIELD = re.compile(rf"({_TOKEN.pattern}):[ \t]*(.*?)[ \t]*", re.S)
 _CTL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # RFC 9110 §5.5: not in header values
 _VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
 _DIGITS = re.compile(r"[0-9]{1,18}")  # RFC 9110 §8.6: 1*DIGIT, so no "+3", "1_0", "0x10", "-1"
 _SINGLE = ("host", "content-length", "transfer-encoding")  # each at most once
+_TOO_BIG = 431, f"over {MAX_HEADERS} headers or {MAX_HEADER_BYTES} bytes"
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?")
 
 
@@ -92,18 +91,29 @@ class StrictFraming(WSGIHandler):  # type: ignore[misc]
     _requests = 0  # requests started on this connection
     _deadline = 0.0  # when this request's line and headers must be in
     _client_error: ClientError | None = None  # what this request is answered and logged with
+    _buffered = False  # this request's head is all in the read buffer
 
     def read_requestline(self) -> str:
         config, started = self.server.config, time.monotonic()
         self._client_error, self.requestline = None, "-"
         self.response_length, self.headers_sent = 0, False  # not the previous response's
         first, self._requests = not self._requests, self._requests + 1
-        idle = True
-        with gevent.Timeout(config.header_timeout if first else config.keepalive_timeout, False):
-            idle = not self.rfile.peek(1)  # wait for a first byte, without reading it
+        # A socket timeout, which gevent arms only if the read blocks: no new gevent.Timeout
+        # (~1.1 us) per request, none at all when the next request is already there.
+        conn, idle, previous = self.socket, True, self.socket.gettimeout()
+        conn.settimeout(config.header_timeout if first else config.keepalive_timeout)
+        try:
+            with suppress(OSError):  # the timeout (an SSLError over TLS) or a reset: close
+                idle = not self.rfile.peek(1)  # wait for a first byte, without reading it
+        finally:
+            conn.settimeout(previous)
         if idle:
             return ""  # silence or EOF: pywsgi closes the connection quietly
         self._deadline = (started if first else time.monotonic()) + config.header_timeout
+        # Usually the whole head is buffered: reading it cannot block, a deadline never fires, so
+        # no timers or ClientErrors (with the socket timeout above: -6 us a request, in an A/B).
+        buffered = self.rfile.peek()  # what is buffered, without a read (the buffer is not empty)
+        self._buffered = b"\n\r\n" in buffered or b"\n\n" in buffered  # an empty line
         try:
             with self._header_deadline():
                 raw = self.rfile.readline(MAX_REQUEST_LINE)
@@ -128,46 +138,46 @@ class StrictFraming(WSGIHandler):  # type: ignore[misc]
         if parts[2] not in ("HTTP/1.0", "HTTP/1.1"):  # HTTP/2.0, HTTP/0.9, HTTP/1.2
             raise ClientError(505, f"unsupported version {parts[2]}")
         with self._header_deadline():
-            fields = self._read_fields()
-        self._apply(fields)
+            fields, known = self._read_fields()
+        self._apply(fields, known)
         return True
 
-    def _read_fields(self) -> list[tuple[str, str]]:
-        """The header lines up to the empty line, each checked, as latin-1 (name, value)."""
+    def _read_fields(self) -> tuple[list[tuple[str, str]], dict[str, str]]:
+        """The header lines up to the empty line, each checked, as latin-1 (name, value); and
+        the values of the ``_SINGLE`` headers and of all Connection headers, by lowercase name."""
         fields: list[tuple[str, str]] = []
-        size, seen = 0, set()
-        too_big = ClientError(431, f"over {MAX_HEADERS} headers or {MAX_HEADER_BYTES} bytes")
+        known: dict[str, str] = {}
+        size = 0
         while True:
             limit = MAX_HEADER_BYTES + 2 - size  # always room for the final empty line
             raw = self.rfile.readline(limit)
             if not raw.endswith(b"\n"):  # EOF, or a line past the cap
-                raise ClientError(400, "incomplete headers") if len(raw) < limit else too_big
+                raise ClientError(*(400, "incomplete headers") if len(raw) < limit else _TOO_BIG)
             if raw in (b"\r\n", b"\n"):  # bare LF line ends are tolerated (RFC 9112 §2.2)
-                return fields
+                return fields, known
             size += len(raw)
             if size > MAX_HEADER_BYTES or len(fields) >= MAX_HEADERS:
-                raise too_big
+                raise ClientError(*_TOO_BIG)  # built when raised, not per request: ~0.8 us
             text = raw.decode("latin-1").removesuffix("\n").removesuffix("\r")
             if text[0] in " \t":  # RFC 9112 §5.2: reject obs-fold (or unfold; we reject)
                 raise ClientError(400, "obsolete line folding in headers")
-            if not (match := _FIELD.fullmatch(text)):  # RFC 9112 §5.1: "Host : x" MUST be a 400
+            # token ":" OWS value OWS, split at the first ":" (a token has none), not by a lazy
+            # regex: 0.7 -> 0.3 us for "Host: x", 2.8 -> 0.3 us for a 120-byte User-Agent
+            name, colon, value = text.partition(":")
+            if not colon or not _TOKEN.fullmatch(name):  # RFC 9112 §5.1: "Host : x" MUST be a 400
                 raise ClientError(400, f"malformed header line {text[:60]!r}")
-            if _CTL.search(match[2]):
-                raise ClientError(400, f"control character in header {match[1]}")
+            if _CTL.search(value := value.strip(" \t")):
+                raise ClientError(400, f"control character in header {name}")
             # Even agreeing duplicates: one rule leaves a proxy no room to differ (RFC 9112 §6.3).
-            if (name := match[1].lower()) in seen and name in _SINGLE:
-                raise ClientError(400, f"more than one {name} header")
-            seen.add(name)
-            fields.append((match[1], match[2]))
+            if (low := name.lower()) in _SINGLE and low in known:
+                raise ClientError(400, f"more than one {low} header")
+            if low in _SINGLE or low == "connection":
+                known[low] = f"{known[low]},{value}" if low in known else value
+            fields.append((name, value))
 
-    def _apply(self, fields: list[tuple[str, str]]) -> None:
+    def _apply(self, fields: list[tuple[str, str]], known: dict[str, str]) -> None:
         """Check Host and the body's framing, then set what pywsgi's read_request would."""
-        # parse_headers' parser and pywsgi's type, without its cap of 99 lines (it counts the end)
-        block = "".join(f"{name}: {value}\r\n" for name, value in fields) + "\r\n"
-        message = Parser(_class=OldMessage).parsestr(block)
-        if len(message) != len(fields):  # the parser must agree with us
-            raise ClientError(400, "unparsable headers")
-        host, length, coding = (message.get(name) for name in _SINGLE)
+        host, length, coding = (known.get(name) for name in _SINGLE)
         if host is None and self.request_version == "HTTP/1.1":  # RFC 9112 §3.2: MUST be 400
             raise ClientError(400, "HTTP/1.1 request without Host")
         if host is not None and not _HOST.fullmatch(host):
@@ -180,12 +190,15 @@ class StrictFraming(WSGIHandler):  # type: ignore[misc]
                 raise ClientError(400, f"malformed Transfer-Encoding {coding[:60]!r}")
             if codings != ["chunked"]:  # gzip, identity, "chunked, chunked": not decodable
                 raise ClientError(501, f"unsupported Transfer-Encoding {coding[:60]!r}")
-            del message["content-length"]  # chunked wins (RFC 9112 §6.3), as in pywsgi
-        self.headers = message
+            fields = [f for f in fields if f[0].lower() != "content-length"]  # chunked wins
+        # pywsgi's type with the list its email parser makes of these lines (the same, fuzzed),
+        # without its 8 us or cap of 99 lines: with the above, -21 us a request (A/B), < pywsgi.
+        self.headers = OldMessage()
+        self.headers._headers = fields
         self.content_length = int(length) if length is not None and coding is None else None
         if self.content_length and self.command == "HEAD":
             raise ClientError(400, "HEAD request with a body")
-        options = ",".join(message.get_all("connection", ())).lower()
+        options = known.get("connection", "").lower()
         tokens, http11 = {t.strip(" \t") for t in options.split(",")}, "1.1" in self.request_version
         keep = "close" not in tokens if http11 else "keep-alive" in tokens
         # RFC 9112 §6.1: TE with CL, or TE in HTTP/1.0, may be framed otherwise upstream: close.
@@ -193,6 +206,8 @@ class StrictFraming(WSGIHandler):  # type: ignore[misc]
         self.close_connection = not keep or ambiguous
 
     def _header_deadline(self) -> Any:
+        if self._buffered:
+            return nullcontext()
         error = ClientError(408, "request line and headers not received in time")
         return gevent.Timeout(max(self._deadline - time.monotonic(), 0.001), error)
 
@@ -205,12 +220,6 @@ class StrictFraming(WSGIHandler):  # type: ignore[misc]
             environ["wsgi.input"] = timed
         self.wsgi_input = timed
         return environ
-
-    def start_response(self, status: str, headers: list[Any], exc_info: Any = None) -> Any:
-        # pywsgi closes after such a response but says so only to HTTP/1.0 clients.
-        if self.close_connection and not any(k.lower() == "connection" for k, _ in headers):
-            headers = [*headers, ("Connection", "close")]
-        return super().start_response(status, headers, exc_info)
 
     def _handle_client_error(self, ex: Exception) -> None:
         """Answer a bad request with its status and one log line, never a traceback; returning
@@ -239,11 +248,3 @@ class StrictFraming(WSGIHandler):  # type: ignore[misc]
         with suppress(OSError):
             self.socket.sendall(payload)
         self._orig_status, self.response_length = error.status_line, len(payload)  # for the log
-
-    def log_request(self) -> None:
-        line: str = self.format_request()
-        if self._client_error is not None:
-            from .server import escape  # server imports this module
-
-            line += f" ({escape(self._client_error.reason)})"
-        self.server.log.write(line + "\n")

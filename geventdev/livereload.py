@@ -164,14 +164,14 @@ def wants_script(environ: dict[str, Any]) -> bool:
     """A browser showing a page: it navigates (``Sec-Fetch-Dest: document``, or without Fetch
     Metadata it accepts ``text/html``). Not HEAD, not fetch/XHR/htmx, not curl or requests
     (``Accept: */*``): scripts and tests get the app's bytes."""
+    dest = environ.get("HTTP_SEC_FETCH_DEST")
+    if dest is None and "text/html" not in str(environ.get("HTTP_ACCEPT", "")):
+        return False  # no page load (curl, scripts, load tools) in two lookups: 0.3 -> 0.1 us
     if environ.get("REQUEST_METHOD") in ("HEAD", "OPTIONS"):
         return False
     if any(environ.get(name) for name in PARTIAL_HEADERS):
         return False
-    dest = environ.get("HTTP_SEC_FETCH_DEST")
-    if dest is not None:
-        return dest in DOCUMENT_DESTS
-    return "text/html" in str(environ.get("HTTP_ACCEPT", ""))
+    return dest is None or dest in DOCUMENT_DESTS
 
 
 def wrap(app: WSGIApp, loaded: LoadedApp | None) -> WSGIApp:

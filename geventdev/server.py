@@ -33,10 +33,22 @@ IDLE_GRACE = 1.0
 #: geventdev's own endpoints (live reload) stay out of the access log.
 QUIET_PREFIX = "/__geventdev__/"
 DRAIN_POLL = 0.05
+_log_time = (0, "")  # the second log_time formatted last, and its text
+#: Bodies up to this size are sent in the same send as the head.
+INLINE_BODY = 16384
 
 
 def escape(text: str) -> str:
     return text.translate(_ESCAPES)
+
+
+def log_time() -> str:
+    """werkzeug's access-log time, formatted once a second, not per request (0.24 -> 0.12 us)."""
+    global _log_time
+    now = int(time.time())
+    if _log_time[0] != now:
+        _log_time = (now, time.strftime("%d/%b/%Y %H:%M:%S", time.localtime(now)))
+    return _log_time[1]
 
 
 def style_status(line: str, status: str) -> str:
@@ -45,7 +57,8 @@ def style_status(line: str, status: str) -> str:
 
 
 class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
-    """pywsgi's handler, with werkzeug's access-log line and awareness of a draining server."""
+    """pywsgi's handler with strict framing, werkzeug's access-log line (plus framing's reason
+    for a refusal) and awareness of a draining server."""
 
     server: DevServer
     greenlet: gevent.Greenlet | None = None
@@ -78,19 +91,48 @@ class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
     ) -> Any:
-        if self.server.draining and not any(k.lower() == "connection" for k, _ in headers):
+        # Closing after this response, because framing says so (pywsgi tells only HTTP/1.0
+        # clients) or the server drains: say so. (One override for both, not two: ~0.2 us.)
+        if (self.close_connection or self.server.draining) and not any(
+            k.lower() == "connection" for k, _ in headers
+        ):
             headers = [*headers, ("Connection", "close")]
             self.close_connection = True
         return super().start_response(status, headers, exc_info)
 
+    def _write_with_headers(self, data: Any) -> None:
+        """pywsgi's, except that a small body goes out with the head in one send, not two: one
+        syscall and TCP segment less per response (a gevent sendall is ~4 us; 3-4 us a request
+        in an A/B), and one read less for the client."""
+        if type(data) is not bytes or len(data) > INLINE_BODY:
+            super()._write_with_headers(data)
+            return
+        self.headers_sent = True
+        self.finalize_headers()
+        towrite = bytearray(b"HTTP/1.1 ")
+        towrite += self.status
+        towrite += b"\r\n"
+        for name, value in self.response_headers:
+            towrite += b"%s: %s\r\n" % (name, value)
+        towrite += b"\r\n"
+        if data and self.response_use_chunked:
+            towrite += b"%x\r\n%s\r\n" % (len(data), data)
+        elif data:
+            towrite += data
+        self._sendall(towrite)
+
     def log_request(self) -> None:
-        if not (self.path or "").startswith(QUIET_PREFIX):  # live reload's reconnects
-            super().log_request()
+        if (self.path or "").startswith(QUIET_PREFIX):  # live reload's reconnects
+            return
+        line = self.format_request()
+        if self._client_error is not None:  # why framing refused the request
+            line += f" ({escape(self._client_error.reason)})"
+        self.server.log.write(line + "\n")
 
     def format_request(self) -> str:
         status = (self._orig_status or self.status or "000").split()[0]
         client = self.client_address[0] if isinstance(self.client_address, tuple) else "-"
-        when = time.strftime("%d/%b/%Y %H:%M:%S")
+        when = log_time()
         length = self.response_length or "-"
         line = f'{client or "-"} - - [{when}] "{escape(self.requestline or "")}" {status} {length}'
         return style_status(line, status) if self.server.color else line
