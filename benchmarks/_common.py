@@ -33,6 +33,17 @@ PY = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 RUNNING = re.compile(r" \* Running on http://127\.0\.0\.1:(\d+)")
 
+#: An app whose only page says ``{token}``: edits swap the token (reload and idle runs).
+TOKEN_APP = """\
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.route("/")
+def index():
+    return "{token}"
+"""
 HELLO_APP = """\
 from flask import Flask
 

@@ -44,17 +44,10 @@ from _common import (
     verdict,
     wait_http,
 )
+from _common import (
+    TOKEN_APP as APP,
+)
 
-APP = """\
-from flask import Flask
-
-app = Flask(__name__)
-
-
-@app.route("/")
-def index():
-    return "{token}"
-"""
 DEFAULT = "geventdev,werkzeug_stat,flask_run_debug"
 DESCRIPTIONS = {
     "geventdev": "geventdev app.py (dev defaults: inotify via watchdog)",

@@ -45,17 +45,10 @@ from _common import (
     verdict,
     wait_http,
 )
+from _common import (
+    TOKEN_APP as APP,
+)
 
-APP = """\
-from flask import Flask
-
-app = Flask(__name__)
-
-
-@app.route("/")
-def index():
-    return "{token}"
-"""
 FLOOR_CODE = "from gevent import monkey; monkey.patch_all(); import flask; import app"
 RESTARTED = re.compile(r" \* Restarted in (\d+) ms \(import (\d+) ms\)")
 DETECTED = " * Detected change in "
