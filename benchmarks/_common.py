@@ -26,10 +26,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TypeVar
 
 HOST = "127.0.0.1"
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
+T = TypeVar("T")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 RUNNING = re.compile(r" \* Running on http://127\.0\.0\.1:(\d+)")
 
@@ -445,6 +447,24 @@ def shuffled(items: Sequence[str], seed: int) -> list[str]:
     out = list(items)
     random.Random(seed).shuffle(out)
     return out
+
+
+def rounds(
+    servers: Sequence[str],
+    count: int,
+    measure: Callable[[str, int], T],
+    line: Callable[[T], str],
+    width: int = 16,
+) -> dict[str, list[T]]:
+    """Measure every server ``count`` times, in a new order each round (no server always runs
+    right after the same peer), printing one line per measurement as it comes."""
+    results: dict[str, list[T]] = {name: [] for name in servers}
+    for rnd in range(count):
+        for name in shuffled(servers, seed=rnd):
+            result = measure(name, rnd)
+            results[name].append(result)
+            print(f"  round {rnd} {name:{width}} {line(result)}", flush=True)
+    return results
 
 
 @dataclass

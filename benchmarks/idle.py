@@ -37,8 +37,8 @@ from _common import (
     header,
     http_get,
     median,
+    rounds,
     rss_mb,
-    shuffled,
     start_geventdev,
     table,
     verdict,
@@ -275,22 +275,20 @@ def main() -> None:
         args.rounds, args.window = 1, 5.0
     servers = [s for s in args.servers.split(",") if s]
     header(f"idle: {args.files} files in node_modules/ and .venv/")
-    samples: dict[str, list[Sample]] = {name: [] for name in servers}
     with Workdir(keep=args.keep) as work:
         for name in servers:  # one tree per server: an edit in one run cannot leak into another
             make_tree(work.path / name, args.files)
         print(f"tree: {count_files(work.path / servers[0])} files per project", flush=True)
-        for rnd in range(args.rounds):
-            for name in shuffled(servers, seed=rnd):
-                s = measure(name, work.path / name, work, rnd, args)
-                samples[name].append(s)
-                print(
-                    f"  round {rnd} {name:16} CPU monitor {s.cpu_pct['monitor']:6.2f}%"
-                    f" app {s.cpu_pct['children']:6.2f}%  RSS {s.rss['monitor']:.1f}"
-                    f" + {s.rss['children']:.1f} MB  watches {s.watches}"
-                    f"  restarts {s.restarted}",
-                    flush=True,
-                )
+        samples = rounds(
+            servers,
+            args.rounds,
+            lambda name, rnd: measure(name, work.path / name, work, rnd, args),
+            lambda s: (
+                f"CPU monitor {s.cpu_pct['monitor']:6.2f}%"
+                f" app {s.cpu_pct['children']:6.2f}%  RSS {s.rss['monitor']:.1f}"
+                f" + {s.rss['children']:.1f} MB  watches {s.watches}  restarts {s.restarted}"
+            ),
+        )
         report(samples, args)
 
 

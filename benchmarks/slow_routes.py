@@ -44,7 +44,7 @@ from _common import (
     percentile,
     raise_nofile,
     ratio,
-    shuffled,
+    rounds,
     start_geventdev,
     table,
     verdict,
@@ -293,19 +293,18 @@ def main() -> None:
     nofile = raise_nofile(2 * args.conns + 256)
     header(f"slow routes: {args.conns} concurrent /slow, /fast probe (fd limit {nofile})")
     servers = [s for s in args.servers.split(",") if s]
-    batches: dict[str, list[Batch]] = {name: [] for name in servers}
     with Workdir(keep=args.keep) as work:
         work.app_dir("app", SLOW_APP, filename="slowapp.py")
-        for rnd in range(args.rounds):
-            for name in shuffled(servers, seed=rnd):
-                b = measure(name, work, rnd, args)
-                batches[name].append(b)
-                print(
-                    f"  round {rnd} {name:16} {b.seconds:5.2f} s  ok {b.ok}  errors {b.errors}"
-                    f"  /fast p50 {median(b.fast):6.1f} ms max {max(b.fast, default=0):7.1f} ms"
-                    f" (n={len(b.fast)})  overflows {b.overflows}",
-                    flush=True,
-                )
+        batches = rounds(
+            servers,
+            args.rounds,
+            lambda name, rnd: measure(name, work, rnd, args),
+            lambda b: (
+                f"{b.seconds:5.2f} s  ok {b.ok}  errors {b.errors}"
+                f"  /fast p50 {median(b.fast):6.1f} ms max {max(b.fast, default=0):7.1f} ms"
+                f" (n={len(b.fast)})  overflows {b.overflows}"
+            ),
+        )
         report(batches, args)
 
 

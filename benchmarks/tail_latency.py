@@ -40,8 +40,8 @@ from _common import (
     listen_overflows,
     median,
     percentile,
+    rounds,
     run_load,
-    shuffled,
     start_geventdev,
     table,
     wait_http,
@@ -287,19 +287,18 @@ def main() -> None:
         args.rounds, args.seconds = 1, 3.0
     header(f"tail latency under keep-alive, {args.conns} connections")
     servers = [s for s in args.servers.split(",") if s]
-    results: dict[str, list[Result]] = {name: [] for name in servers}
     with Workdir(keep=args.keep) as work:
         work.app_dir("app", HELLO_APP, filename="hello.py")
-        for rnd in range(args.rounds):
-            for name in shuffled(servers, seed=rnd):
-                r = measure(name, work, rnd, args)
-                results[name].append(r)
-                print(
-                    f"  round {rnd} {name:16} wrk {r.wrk.rps:6.0f} req/s p99 {r.wrk.p99_ms:7.1f}"
-                    f" | epoll {r.fair.rps:6.0f} req/s p99 {r.fair.p99:7.1f} max"
-                    f" {r.fair.worst:7.1f} Jain {r.fair.jain:.2f} | ready {r.ready}",
-                    flush=True,
-                )
+        results = rounds(
+            servers,
+            args.rounds,
+            lambda name, rnd: measure(name, work, rnd, args),
+            lambda r: (
+                f"wrk {r.wrk.rps:6.0f} req/s p99 {r.wrk.p99_ms:7.1f}"
+                f" | epoll {r.fair.rps:6.0f} req/s p99 {r.fair.p99:7.1f} max"
+                f" {r.fair.worst:7.1f} Jain {r.fair.jain:.2f} | ready {r.ready}"
+            ),
+        )
         report(results, args)
 
 

@@ -36,8 +36,8 @@ from _common import (
     header,
     median,
     ratio,
+    rounds,
     run_load,
-    shuffled,
     start_geventdev,
     table,
     verdict,
@@ -271,20 +271,20 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
     header(f"throughput: hello world, {args.conns} keep-alive connections")
-    runs: dict[str, list[Run]] = {name: [] for name in servers}
     with Workdir(keep=args.keep) as work:
         work.app_dir("app", HELLO_APP, filename="hello.py")
-        for rnd in range(args.rounds):
-            for name in shuffled(servers, seed=rnd):
-                run = measure(name, work, rnd, args)
-                runs[name].append(run)
-                print(
-                    f"  round {rnd} {name:24} {run.load.rps:7.0f} req/s"
-                    f"  p50 {run.load.p50_ms:7.2f} ms  p99 {run.load.p99_ms:8.2f} ms"
-                    f"  {run.cpu_ms_per_1k:6.0f} CPU ms/1k  steal {run.steal:3.0f}%"
-                    f"  others {run.others:.1f} cores",
-                    flush=True,
-                )
+        runs = rounds(
+            servers,
+            args.rounds,
+            lambda name, rnd: measure(name, work, rnd, args),
+            lambda run: (
+                f"{run.load.rps:7.0f} req/s"
+                f"  p50 {run.load.p50_ms:7.2f} ms  p99 {run.load.p99_ms:8.2f} ms"
+                f"  {run.cpu_ms_per_1k:6.0f} CPU ms/1k  steal {run.steal:3.0f}%"
+                f"  others {run.others:.1f} cores"
+            ),
+            width=24,
+        )
         report(runs, args)
 
 

@@ -9,6 +9,7 @@ child only: the monitor never imports the user's app.
 from __future__ import annotations
 
 import ast
+import html
 import importlib
 import inspect
 import os
@@ -147,6 +148,12 @@ def _is_factory(func: Callable[..., Any]) -> bool:
     return len(params) != 2
 
 
+ERROR_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>App failed to load</title></head>
+<body><h1>{title}</h1><pre>{text}</pre></body></html>
+"""
+
+
 def error_app(exc: BaseException, debugger: bool) -> WSGIApp:
     """An app that fails every request with ``exc``: the debugger renders it, or a text page."""
     if not isinstance(exc, Exception):  # SystemExit would escape the debugger and kill the request
@@ -159,10 +166,15 @@ def error_app(exc: BaseException, debugger: bool) -> WSGIApp:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if debugger:
             raise exc.with_traceback(tb)  # reset the traceback: it grows with every raise
-        body = f"The app failed to load; fix it and save to reload.\n\n{text}".encode()
+        title = "The app failed to load; fix it and save to reload."
+        if "text/html" in environ.get("HTTP_ACCEPT", ""):  # a browser: live reload can recover it
+            page, mime = ERROR_PAGE.format(title=title, text=html.escape(text)), "text/html"
+        else:
+            page, mime = f"{title}\n\n{text}", "text/plain"
+        body = page.encode()
         start_response(
             "500 INTERNAL SERVER ERROR",
-            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+            [("Content-Type", f"{mime}; charset=utf-8"), ("Content-Length", str(len(body)))],
         )
         return [body]
 

@@ -9,8 +9,10 @@ behaves the same on watchdog 6 and 7.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import stat
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -34,13 +36,11 @@ from watchdog.observers.polling import PollingObserverVFS
 Kind = Literal["restart", "refresh"]
 
 #: Directories never worth watching: VCS, caches, virtualenvs, dependency trees.
-IGNORED_DIRS = frozenset(
-    {
-        "__pycache__", ".git", ".hg", ".svn", ".tox", ".nox", ".venv", "venv", ".direnv",
-        "node_modules", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".idea", ".vscode",
-        "htmlcov", ".eggs", "site-packages",
-    }
-)  # fmt: skip
+IGNORED_DIRS = frozenset({
+    "__pycache__", ".git", ".hg", ".svn", ".tox", ".nox", ".venv", "venv", ".direnv",
+    "node_modules", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".idea", ".vscode",
+    "htmlcov", ".eggs", "site-packages",
+})  # fmt: skip
 #: Editor temp files (vim's ``4913`` probe and swap files, emacs locks, JetBrains safe write),
 #: compiled files and what apps write at run time (logs, sqlite journals).
 IGNORED_FILES = (
@@ -71,6 +71,21 @@ def project_root(target: str | None, cwd: str | None = None) -> Path:
             return Path(path)
 
 
+def file_id(path: str) -> tuple[int, int] | None:
+    with contextlib.suppress(OSError):
+        return (st := os.stat(path)).st_dev, st.st_ino
+    return None
+
+
+def output_files() -> frozenset[tuple[int, int]]:
+    """The regular files our stdout/stderr go to; app processes inherit and write to them."""
+    stats = []
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            stats.append(os.fstat(fd))
+    return frozenset((st.st_dev, st.st_ino) for st in stats if stat.S_ISREG(st.st_mode))
+
+
 class ChangeFilter:
     """Decide what a changed path means: ``restart``, ``refresh`` (templates, static) or nothing."""
 
@@ -79,6 +94,7 @@ class ChangeFilter:
         self.exclude_patterns = tuple(exclude_patterns)
         prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
         self.ignored_prefixes = tuple(os.path.join(os.path.realpath(p), "") for p in prefixes)
+        self.own_output = output_files()
 
     def __repr__(self) -> str:
         extra, excludes = sorted(self.extra_files), self.exclude_patterns
@@ -96,6 +112,8 @@ class ChangeFilter:
             return None
         if any(fnmatch(path, p) or fnmatch(name, p) for p in self.exclude_patterns):
             return None
+        if self.own_output and file_id(path) in self.own_output:
+            return None  # `geventdev app.py > out.txt`: every access-log line is a write
         if any(fnmatch(name, p) for p in RESTART_FILES):
             return "restart"
         return "refresh"

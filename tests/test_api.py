@@ -138,7 +138,7 @@ def test_twenty_slow_requests_overlap(tmp_path: Path) -> None:
             get = lambda _: requests.get(srv.url + "/testsleep?seconds=1", timeout=10)  # noqa: E731
             codes = [response.status_code for response in pool.map(get, range(20))]
         assert codes == [200] * 20
-        assert time.monotonic() - started < 3.0  # one after another would be 20 s
+        assert time.monotonic() - started < 5.0  # one after another would be 20 s
 
 
 def test_stop_lets_a_request_in_flight_finish(project: Path) -> None:

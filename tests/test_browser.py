@@ -218,12 +218,13 @@ def test_syntax_error_shows_in_the_page_and_the_fix_recovers(
     until(tab, lambda: text(tab, "title") == "Title A v3", "the fixed code in the page")
 
 
+@pytest.mark.parametrize("debugger", ["--debugger", "--no-debugger"])
 def test_first_start_broken_then_fixed(
-    project: Path, dev_server: Callable[..., DevServer], tab: Any
+    debugger: str, project: Path, dev_server: Callable[..., DevServer], tab: Any
 ) -> None:
     make_project(project)
     write(project / "app.py", "import flask\nraise RuntimeError('not yet')\n")
-    server = dev_server("app.py")
+    server = dev_server("app.py", debugger)
     server.wait_for_log("App failed to load")
     open_page(tab, server.url + "/")
     assert "not yet" in tab.page_source

@@ -113,7 +113,7 @@ def test_slow(gunicorn) -> None:
     with ThreadPoolExecutor(10) as pool:
         codes = list(pool.map(lambda _: _get(server.url + "/testsleep?seconds=0.5"), range(10)))
     assert [c.status_code if c else None for c in codes] == [200] * 10
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 3  # 10 x 0.5 s one after another would be 5 s
 
 
 def test_site(gunicorn) -> None:

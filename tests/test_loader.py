@@ -115,15 +115,21 @@ def test_syntax_error_names_its_file(apps: Path) -> None:
     assert traceback_files(info.value)[0] == str(apps / "bad.py")
 
 
-def test_error_app_without_debugger_is_a_text_page() -> None:
+def test_error_app_without_debugger_is_text_or_an_escaped_page() -> None:
     try:
-        raise ValueError("nope")
+        raise ValueError("<nope>")
     except ValueError as exc:
         app = error_app(exc, debugger=False)
-    statuses = []
-    body = b"".join(app({}, lambda status, headers: statuses.append(status)))
-    assert statuses == ["500 INTERNAL SERVER ERROR"]
-    assert b"ValueError: nope" in body
+    for accept, mime, shown in [
+        ("*/*", "text/plain", b"ValueError: <nope>"),
+        ("text/html,*/*;q=0.8", "text/html", b"ValueError: &lt;nope&gt;"),
+    ]:
+        started: list[tuple[str, dict[str, str]]] = []
+        body = b"".join(app({"HTTP_ACCEPT": accept}, lambda s, h: started.append((s, dict(h)))))
+        [(status, headers)] = started
+        assert status == "500 INTERNAL SERVER ERROR" and shown in body
+        assert headers["Content-Type"] == f"{mime}; charset=utf-8"
+        assert headers["Content-Length"] == str(len(body))
 
 
 def test_error_app_traceback_does_not_grow() -> None:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
-from conftest import EXAMPLES, HELLO_APP, stays, write
+from conftest import EXAMPLES, HELLO_APP, DevServer, geventdev_env, stays, write
+
+from geventdev.livereload import EVENTS
 
 
 def restart_count(server) -> int:
@@ -145,6 +150,46 @@ def test_importing_and_writing_logs_and_dbs_causes_no_restart(project: Path, dev
     for _ in range(20):
         assert server.get("/").status_code == 200
     assert stays(lambda: restart_count(server) == 0, 0.5)
+
+
+def read_for(sock: socket.socket, seconds: float, until: str = "\0") -> str:
+    """What the peer sends within ``seconds``, or up to the moment ``until`` arrives."""
+    data, deadline = b"", time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0 and until.encode() not in data:
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
+
+
+def test_our_own_output_redirected_into_the_tree_is_no_change(project: Path) -> None:
+    """`geventdev app.py > out.txt`: each access-log line is a write to a watched file, and
+    would reload every open tab (which writes the log again: a reload loop)."""
+    app = write(project / "app.py", HELLO_APP)
+    write(project / "templates" / "index.html", "<p>v1</p>")
+    argv = [sys.executable, "-m", "geventdev", "app.py", "--port", "0"]
+    server = DevServer(project, project / "out.txt", argv, geventdev_env())
+    try:
+        server.get("/")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as events:
+            request = f"GET {EVENTS} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+            events.sendall(request.encode())
+            assert "event: hello" in read_for(events, 5.0, until="event: hello")
+            for _ in range(5):
+                assert server.get("/").status_code == 200
+            assert "event: reload" not in read_for(events, 0.7), server.log()
+            assert server.log().count('"GET / HTTP/1.1" 200') == 6  # the log did go there
+            write(project / "templates" / "index.html", "<p>v2</p>")  # yet changes still count
+            assert "event: reload" in read_for(events, 5.0, until="event: reload")
+        write(app, HELLO_APP.replace("hello v1", "hello v2"))
+        server.wait_for_text("/", "hello v2")
+    finally:
+        server.stop()
 
 
 def save_then_confirm(server, project: Path, save) -> None:

@@ -77,7 +77,7 @@ def test_a_dead_app_is_answered_with_503_at_once(project: Path, dev_server) -> N
     server.wait_for_log("waiting for a change")
     started = time.monotonic()
     response = server.get("/anything", timeout=5)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0  # no wait for a child that is not coming
     assert response.status_code == 503
     assert "App was killed by SIGKILL" in response.text
     assert response.headers["Retry-After"] == "1"

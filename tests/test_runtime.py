@@ -106,7 +106,7 @@ def test_asyncio_loop_thread_serves_20_concurrent(project: Path, dev_server) -> 
         assert time.monotonic() - quick < 0.5
         results = [f.result().json()["n"] for f in futures]
     assert results == list(range(20))
-    assert time.monotonic() - started < 3  # 20 x 1 s one after another would be 20 s
+    assert time.monotonic() - started < 5  # 20 x 1 s one after another would be 20 s
 
 
 BLOCKING_APP = """

@@ -45,7 +45,7 @@ def test_slow_route_does_not_block_others(project: Path, dev_server) -> None:
     time.sleep(0.2)  # the one sleep here *is* the scenario: a request already sleeping
     started = time.monotonic()
     assert server.get("/").text == "Hello World"
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0  # the slow one has 2.8 s left
     assert not slow.done()
     assert slow.result().status_code == 200
 
@@ -58,7 +58,7 @@ def test_concurrent_slow_requests_overlap(project: Path, dev_server) -> None:
     with ThreadPoolExecutor(20) as pool:
         codes = list(pool.map(lambda _: server.get("/testsleep?seconds=1").status_code, range(20)))
     assert codes == [200] * 20
-    assert time.monotonic() - started < 3.0  # 20 x 1 s serially would be 20 s
+    assert time.monotonic() - started < 5.0  # 20 x 1 s serially would be 20 s
 
 
 def test_child_is_monkey_patched(project: Path, dev_server) -> None:
