@@ -120,11 +120,12 @@ def test_error_app_without_debugger_is_text_or_an_escaped_page() -> None:
         raise ValueError("<nope>")
     except ValueError as exc:
         app = error_app(exc, debugger=False)
+    started: list[tuple[str, dict[str, str]]] = []
     for accept, mime, shown in [
         ("*/*", "text/plain", b"ValueError: <nope>"),
         ("text/html,*/*;q=0.8", "text/html", b"ValueError: &lt;nope&gt;"),
     ]:
-        started: list[tuple[str, dict[str, str]]] = []
+        started.clear()
         body = b"".join(app({"HTTP_ACCEPT": accept}, lambda s, h: started.append((s, dict(h)))))
         [(status, headers)] = started
         assert status == "500 INTERNAL SERVER ERROR" and shown in body
