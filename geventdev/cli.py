@@ -83,6 +83,8 @@ def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
             kwargs.update(is_eager=True, callback=_load_env_files, expose_value=True)
         if "metavar" in meta:
             kwargs["metavar"] = meta["metavar"]
+        if isinstance(field.default, (int, float, str)) and not isinstance(field.default, bool):
+            kwargs.update(default=field.default, show_default=True)  # None: "follows --debug"
         command = click.option(*meta["decls"], field.name, **kwargs)(command)
     return command
 

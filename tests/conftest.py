@@ -224,6 +224,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def restart_count(server: DevServer) -> int:
+    return server.log().count(" * Detected change in ")
+
+
+def save_then_confirm(server: DevServer, project: Path, save: Callable[[], None]) -> None:
+    """Run one editor save, then one plain edit: exactly two restarts means the save was one."""
+    save()
+    server.wait_for_text("/", "saved")
+    server.wait_for_log(" * Restarted in ")
+    write(project / "app.py", HELLO_APP.replace("hello v1", "confirm"))
+    server.wait_for_text("/", "confirm")
+    server.wait_for_log(" * Restarted in ", count=2)
+    assert restart_count(server) == 2, server.log()
+
+
 HELLO_APP = textwrap.dedent(
     """
     import os

@@ -83,6 +83,14 @@ def test_every_config_field_is_an_option() -> None:
     assert {f.name for f in dataclasses.fields(Config)} <= names
 
 
+def test_help_shows_the_defaults_it_applies() -> None:
+    help_text = " ".join(command.get_help(click.Context(command)).split())
+    defaults = Config()
+    for name in ("host", "port", "graceful_timeout", "debounce", "header_timeout", "pool_size"):
+        assert f"default: {getattr(defaults, name)}" in help_text, name
+    assert "default: None" not in help_text and "default: False" not in help_text
+
+
 def test_config_json_round_trip() -> None:
     config = Config(app="a.py", extra_files=("x", "y"), port=0, debug=False, reload=True)
     assert Config.from_json(config.to_json()) == config

@@ -10,13 +10,18 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import EXAMPLES, HELLO_APP, DevServer, geventdev_env, stays, write
+from conftest import (
+    EXAMPLES,
+    HELLO_APP,
+    DevServer,
+    geventdev_env,
+    restart_count,
+    save_then_confirm,
+    stays,
+    write,
+)
 
 from geventdev.livereload import EVENTS
-
-
-def restart_count(server) -> int:
-    return server.log().count(" * Detected change in ")
 
 
 def test_py_edit_serves_new_code_in_a_new_process(project: Path, dev_server) -> None:
@@ -190,17 +195,6 @@ def test_our_own_output_redirected_into_the_tree_is_no_change(project: Path) -> 
         server.wait_for_text("/", "hello v2")
     finally:
         server.stop()
-
-
-def save_then_confirm(server, project: Path, save) -> None:
-    """Run one editor save, then one plain edit: exactly two restarts means the save was one."""
-    save()
-    server.wait_for_text("/", "saved")
-    server.wait_for_log(" * Restarted in ")
-    write(project / "app.py", HELLO_APP.replace("hello v1", "confirm"))
-    server.wait_for_text("/", "confirm")
-    server.wait_for_log(" * Restarted in ", count=2)
-    assert restart_count(server) == 2, server.log()
 
 
 def test_atomic_save_is_one_restart(project: Path, dev_server) -> None:

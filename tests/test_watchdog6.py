@@ -1,0 +1,52 @@
+"""geventdev works with watchdog 6 as well as 7 (the test extras install 7).
+
+watchdog 7 changed ``PatternMatchingEventHandler``'s globs and how observers open inotify; we use
+neither, but ``event_filter`` and ``PollingObserverVFS`` must behave the same on 6. The monitor
+here imports watchdog 6.0.0 from a ``pip install --target`` directory put first on PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import HELLO_APP, restart_count, save_then_confirm, stays, write
+
+VERSION = "6.0.0"
+
+
+@pytest.fixture(scope="module")
+def watchdog6(tmp_path_factory: pytest.TempPathFactory) -> str:
+    target = tmp_path_factory.mktemp("watchdog6")
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    pip += ["--no-deps", "--only-binary=:all:", "--target", str(target), f"watchdog=={VERSION}"]
+    subprocess.run(pip, check=True, timeout=180)
+    probe = [sys.executable, "-c", "import watchdog.version as v; print(v.VERSION_STRING)"]
+    found = subprocess.run(
+        probe, env={**os.environ, "PYTHONPATH": str(target)}, capture_output=True, text=True
+    )
+    assert found.stdout.strip() == VERSION, found  # the monitor will import this one
+    return str(target)
+
+
+@pytest.mark.parametrize("reloader", ["watchdog", "stat"])
+def test_reloads_with_watchdog_6(reloader: str, watchdog6: str, project: Path, dev_server) -> None:
+    write(project / "app.py", HELLO_APP)
+    write(project / "templates" / "index.html", "<p>v1</p>")
+    server = dev_server("app.py", "--reloader-type", reloader, PYTHONPATH=watchdog6)
+    assert server.get("/").text == "hello v1"
+    pid = server.child()
+    write(project / "node_modules" / "lib" / "x.py", "X = 1\n")
+    write(project / "templates" / "index.html", "<p>v2</p>")
+    assert stays(lambda: restart_count(server) == 0, 1.2)  # more than two polling rounds
+    assert server.child() == pid
+
+    def save() -> None:  # an atomic save is a move: matched on its destination
+        tmp = write(project / ".app.py.tmp123", HELLO_APP.replace("hello v1", "saved"))
+        os.replace(tmp, project / "app.py")
+
+    save_then_confirm(server, project, save)
+    assert "Traceback" not in server.log()
