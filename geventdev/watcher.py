@@ -4,7 +4,7 @@ and the watchdog observer that feeds them (``WatchdogWatcher``).
 We filter events ourselves rather than with ``PatternMatchingEventHandler``: its glob semantics
 changed in watchdog 7 (``*.py`` no longer matches absolute paths), which is why werkzeug 3.1's
 watchdog reloader stopped reloading. Plain ``fnmatch`` on both ``src_path`` and ``dest_path``
-behaves the same on watchdog 6 and 7.
+behaves the same on watchdog 4 to 7 (tests/test_old_watchdog.py runs 4.0 and 6.0).
 """
 
 from __future__ import annotations
