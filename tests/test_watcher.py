@@ -129,12 +129,13 @@ def test_project_root_matches_prepare_import(tmp_path: Path, target, files, root
 def test_real_watchdog_sees_an_atomic_save_and_ignores_noise(tmp_path: Path) -> None:
     events: queue.Queue[tuple[str, str]] = queue.Queue()
     watcher = WatchdogWatcher(ChangeFilter(), lambda p, k: events.put((p, k)), warn=print)
+    (tmp_path / "helper.py").write_text("X = 1\n")
     watcher.start()
     try:
         watcher.watch(tmp_path)
         watcher.watch(tmp_path / "sub")  # inside a recursive watch: skipped, no duplicate events
         assert len(watcher.watched) == 1
-        (tmp_path / "app.py").read_text() if (tmp_path / "app.py").exists() else None
+        (tmp_path / "helper.py").read_text()  # an import reads: opened + closed_no_write only
         (tmp_path / "__pycache__").mkdir()
         (tmp_path / "__pycache__" / "x.pyc").write_bytes(b"")
         tmp = tmp_path / ".app.py.tmp"
@@ -145,5 +146,6 @@ def test_real_watchdog_sees_an_atomic_save_and_ignores_noise(tmp_path: Path) -> 
             seen.add(events.get(timeout=5))
         assert (str(tmp_path / "app.py"), "restart") in seen
         assert not any("__pycache__" in p for p, _ in seen)
+        assert not any(p.endswith("helper.py") for p, _ in seen)  # came before app.py's events
     finally:
         watcher.stop()

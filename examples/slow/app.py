@@ -22,8 +22,10 @@ def hello():
 
 @app.route("/testsleep")
 def test_sleep():
+    seconds = float(request.args.get("seconds", os.environ.get("SLEEP_SECONDS", "10")))
+    print(f"/testsleep: sleeping {seconds:g} s", flush=True)  # watch / answer meanwhile
     # time.sleep is cooperative after gevent's monkey-patching: only this request waits.
-    sleep(float(request.args.get("seconds", os.environ.get("SLEEP_SECONDS", "10"))))
+    sleep(seconds)
     return "Hi, You wait for about 10 seconds, right?"
 
 
