@@ -58,7 +58,9 @@ class Monitor:
         self, config: Config, listener: socket.socket, environ: Mapping[str, str], out: TextIO
     ) -> None:
         self.config, self.listener, self.environ, self.out = config, listener, dict(environ), out
-        self.events: queue.Queue[Event | tuple[str, Kind]] = queue.Queue()
+        # SimpleQueue: signal handlers put into it, and may run while the main thread is inside
+        # get(); queue.Queue's lock is not reentrant there (a deadlock), SimpleQueue's put is.
+        self.events: queue.SimpleQueue[Event | tuple[str, Kind]] = queue.SimpleQueue()
         dotenv_files = env_files(config.env_file, self.environ)
         self.plan = Plan(
             graceful_timeout=config.graceful_timeout,
@@ -108,7 +110,10 @@ class Monitor:
             batch = self.debouncer.pop_due(now)
             if batch:
                 return Changes(dict(batch))
-            deadlines = [d for d in (self.debouncer.deadline(), self.plan.next_deadline()) if d]
+            kill_at = self.plan.next_deadline()
+            if kill_at is not None and kill_at <= now:  # due even while events keep coming
+                return Tick()
+            deadlines = [d for d in (self.debouncer.deadline(), kill_at) if d]
             timeout = max(0.0, min(deadlines) - now) if deadlines else 1.0
             try:
                 item = self.events.get(timeout=timeout)

@@ -18,7 +18,9 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 
 from .config import Config
 from .framing import StrictFraming
+from .livereload import PREFIX
 from .loader import WSGIApp
+from .tls import server_context
 
 # werkzeug's colours for the access log, by status class (werkzeug/serving.py log_request).
 _STATUS_STYLE = {"1": "\x1b[1m", "3": "\x1b[32m", "4": "\x1b[1;31m", "5": "\x1b[1;35m"}
@@ -30,8 +32,6 @@ _ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}  # C0,
 WEBSOCKET_CLOSE_1012 = b"\x88\x02\x03\xf4"
 #: How long a draining server lets an idle keep-alive connection send one more request.
 IDLE_GRACE = 1.0
-#: geventdev's own endpoints (live reload) stay out of the access log.
-QUIET_PREFIX = "/__geventdev__/"
 DRAIN_POLL = 0.05
 _log_time = (0, "")  # the second log_time formatted last, and its text
 #: Bodies up to this size are sent in the same send as the head.
@@ -122,7 +122,7 @@ class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
         self._sendall(towrite)
 
     def log_request(self) -> None:
-        if (self.path or "").startswith(QUIET_PREFIX):  # live reload's reconnects
+        if (self.path or "").startswith(PREFIX):  # our endpoints: live reload's reconnects
             return
         line = self.format_request()
         if self._client_error is not None:  # why framing refused the request
@@ -178,11 +178,8 @@ class DevServer(WSGIServer):  # type: ignore[misc]
     handler_class = DevHandler
 
     def __init__(self, listener: socket.socket, app: WSGIApp, config: Config, log: TextIO) -> None:
-        tls: dict[str, Any] = {}
-        if config.cert:  # ssl is gevent's here: the child patched before anything imported it
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(config.cert, config.key)
-            tls["ssl_context"] = context
+        context = server_context(config)
+        tls: dict[str, Any] = {"ssl_context": context} if context else {}
         spawn = Pool(config.pool_size)
         super().__init__(listener, app, spawn=spawn, log=log, error_log=log, **tls)
         self.config = config

@@ -16,6 +16,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .envfiles import DEFAULT_FILES
 from .events import (  # re-exported: the plan's vocabulary
     Action,
     Activate,
@@ -39,8 +40,6 @@ from .events import (  # re-exported: the plan's vocabulary
 #: Extra time after a drain deadline before SIGKILL (the child kills its own stragglers first).
 KILL_GRACE = 1.0
 INF = float("inf")  # a kill_at that has fired
-#: Env files: their change always restarts cold (a standby's environment is fixed at exec).
-ENV_NAMES = (".env", ".flaskenv")
 
 
 @dataclass
@@ -120,7 +119,8 @@ class Plan:
             return [Notify(self.gen, refresh)] if refresh and serving else []
         first = os.path.relpath(restart[0], self.cwd)
         more = f" and {len(restart) - 1} more" if len(restart) > 1 else ""
-        cold = any(p in self.cold_files or os.path.basename(p) in ENV_NAMES for p in restart)
+        # Env files always restart cold: a standby's environment was fixed when it started.
+        cold = any(p in self.cold_files or os.path.basename(p) in DEFAULT_FILES for p in restart)
         reason = f" * Detected change in {first!r}{more}, restarting"
         return self._restart(reason, now, frozenset(restart), cold)
 

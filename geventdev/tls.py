@@ -53,9 +53,10 @@ def resolve(config: Config) -> Config:
 
 
 def server_context(config: Config) -> ssl.SSLContext | None:
-    """A server-side context for the monitor's own 503 answers (the app processes build theirs)."""
+    """The server-side context, the same for the app processes (gevent's ``ssl`` there: they
+    patch first) and for the monitor's own 503 answers. No client certificates are asked for."""
     if not config.cert:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(config.cert, config.key)
     return context

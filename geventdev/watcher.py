@@ -13,8 +13,6 @@ import contextlib
 import errno
 import os
 import stat
-import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from fnmatch import fnmatch
 from pathlib import Path
@@ -33,6 +31,9 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserverVFS
 
+from .envfiles import DEFAULT_FILES
+from .preload import interpreter_prefixes
+
 Kind = Literal["restart", "refresh"]
 
 #: Directories never worth watching: VCS, caches, virtualenvs, dependency trees.
@@ -48,12 +49,13 @@ IGNORED_FILES = (
     "*.py[cod]", "*.log", "*.sqlite*", "*.db", "*.db-journal", "*.db-wal", "*.db-shm", "*.tmp",
 )  # fmt: skip
 #: Files whose change restarts the app (the env files are re-read for every child).
-RESTART_FILES = ("*.py", ".env", ".flaskenv")
+RESTART_FILES = ("*.py", *DEFAULT_FILES)
 #: watchdog events that mean "content changed". ``opened``/``closed_no_write`` fire when a file
 #: is merely imported (werkzeug #2603, #2945) and would loop; ``attrib`` is a bare ``touch``.
 WATCHED_EVENTS: list[type[FileSystemEvent]] = [
     FileCreatedEvent, FileModifiedEvent, FileDeletedEvent, FileMovedEvent, FileClosedEvent,
 ]  # fmt: skip
+WATCHED_TYPES = frozenset(e.event_type for e in WATCHED_EVENTS)  # exact; the filter: isinstance
 
 
 def project_root(target: str | None, cwd: str | None = None) -> Path:
@@ -92,8 +94,7 @@ class ChangeFilter:
     def __init__(self, extra_files: Iterable[str] = (), exclude_patterns: Iterable[str] = ()):
         self.extra_files = frozenset(os.path.abspath(f) for f in extra_files)
         self.exclude_patterns = tuple(exclude_patterns)
-        prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
-        self.ignored_prefixes = tuple(os.path.join(os.path.realpath(p), "") for p in prefixes)
+        self.ignored_prefixes = interpreter_prefixes()
         self.own_output = output_files()
 
     def __repr__(self) -> str:
@@ -120,7 +121,7 @@ class ChangeFilter:
 
     def event_paths(self, event: FileSystemEvent) -> list[str]:
         """The file paths an event touches (a move is both its source and its destination)."""
-        if event.is_directory or event.event_type not in {e.event_type for e in WATCHED_EVENTS}:
+        if event.is_directory or event.event_type not in WATCHED_TYPES:
             return []
         paths = [os.fsdecode(event.src_path)]
         if event.event_type == "moved" and event.dest_path:
@@ -202,25 +203,26 @@ class WatchdogWatcher:
         except OSError as exc:  # watchdog 7 opens its inotify instance right here
             self.observer = self._polling_fallback(exc, "the project")
         self.watched: set[tuple[str, bool]] = set()
-        self.lock = threading.Lock()
 
     def start(self) -> None:
         self.observer.start()
 
     def watch(self, directory: Path, recursive: bool = True) -> None:
-        """Watch a directory; idempotent, and a directory inside a recursive watch is skipped."""
+        """Watch a directory once (main thread only); one inside a recursive watch is skipped."""
         key = (str(directory), recursive)
-        with self.lock:
-            if key in self.watched or self.covers(directory) or not directory.is_dir():
+        if key in self.watched or self.covers(directory) or not directory.is_dir():
+            return
+        try:
+            self._schedule(self.observer, directory, recursive)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EMFILE):  # removed meanwhile, unreadable
+                self.warn(f"cannot watch {directory}: {exc.strerror or exc}")
                 return
-            self.watched.add(key)
-            try:
-                self._schedule(self.observer, directory, recursive)
-            except OSError as exc:
-                if self.fallback is None:
-                    self.fallback = self._polling_fallback(exc, str(directory))
-                    self.fallback.start()
-                self._schedule(self.fallback, directory, recursive)
+            if self.fallback is None:
+                self.fallback = self._polling_fallback(exc, str(directory))
+                self.fallback.start()
+            self._schedule(self.fallback, directory, recursive)
+        self.watched.add(key)
 
     def _polling_fallback(self, exc: OSError, what: str) -> BaseObserver:
         """Out of inotify instances or watches: say which limit to raise, then poll."""
