@@ -101,14 +101,7 @@ def build(variant: str, listener: socket.socket, log):  # type: ignore[no-untype
     from geventdev.config import Config
     from geventdev.loader import load_app
     from geventdev.middleware import wrap_app
-
-    try:
-        from geventdev.wsserver import server_class
-    except ImportError:
-        from geventdev.server import DevServer
-
-        def server_class():  # type: ignore[no-untyped-def]
-            return DevServer
+    from geventdev.server import server_class
 
     options = {
         "geventdev_nodebugger": {"debugger": False},

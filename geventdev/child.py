@@ -29,11 +29,10 @@ from geventdev.loader import (  # noqa: E402
     WSGIApp,
     error_app,
     load_app,
-    module_files,
     traceback_files,
 )
 from geventdev.middleware import wrap_app  # noqa: E402
-from geventdev.preload import interpreter_prefixes, library_modules, preload  # noqa: E402
+from geventdev.preload import interpreter_prefixes, preload, split_modules  # noqa: E402
 from geventdev.protocol import (  # noqa: E402
     ENV_FLASK_RUN_FROM_CLI,
     ENV_PIN_FAILURES,
@@ -135,8 +134,9 @@ def load(config: Config, control: socket.socket | None) -> tuple[LoadedApp | Non
             control, Message("load_error", {"kind": "exception", "error": summary, "paths": paths})
         )
         return None, wrap_app(None, error_app(exc, config.use_debugger), config)
-    modules = library_modules(PREFIXES)
-    send(control, Message("watch", {"paths": module_files(PREFIXES), "modules": modules}))
+    # Before "ready": the monitor passes these modules to the standby it starts on "ready".
+    modules, files = split_modules(PREFIXES)
+    send(control, Message("watch", {"paths": files, "modules": modules}))
     return loaded, wrap_app(loaded, loaded.app, config)
 
 
@@ -156,7 +156,7 @@ def main() -> None:
         # Nothing to drain yet: a stop (Ctrl+C reaches the whole group) just exits.
         early = [gevent.signal_handler(s, os._exit, 0) for s in (signal.SIGINT, signal.SIGTERM)]
         preload(list(handoff.preload))
-        send(control, Message("standby", {"paths": module_files(PREFIXES)}))
+        send(control, Message("standby", {"paths": split_modules(PREFIXES)[1]}))
         set_name(b"geventdev-wait")  # armed: ps shows it waiting, tests wait for this
         load_now.wait()
         for handler in early:

@@ -85,7 +85,7 @@ class GuardedDebugger(DebuggedApplication):
     def pin_auth(self, request: Request) -> Response:
         before = self._failed_pin_auth.value
         response: Response = super().pin_auth(request)
-        if self._failed_pin_auth.value != before:
+        if self._failed_pin_auth.value < before:  # a right PIN resets; failures are told below
             notify.tell_monitor("pin_failures", {"count": self._failed_pin_auth.value})
         return response
 

@@ -13,7 +13,6 @@ import html
 import importlib
 import inspect
 import os
-import sys
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -196,17 +195,3 @@ def traceback_files(exc: BaseException) -> list[str]:
             tb = tb.tb_next
         current = current.__cause__ or current.__context__
     return [os.path.abspath(f) for f in dict.fromkeys(files) if os.path.isfile(f)]
-
-
-def module_files(prefixes: tuple[str, ...]) -> list[str]:
-    """Source files of imported modules, outside the interpreter's trees and geventdev itself."""
-    own = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
-    files = []
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if not path or not path.endswith(".py"):
-            continue
-        real = os.path.realpath(path)
-        if not real.startswith(prefixes) and not real.startswith(own):
-            files.append(os.path.abspath(path))
-    return files

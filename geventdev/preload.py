@@ -29,6 +29,7 @@ BASELINE = (
     "geventdev.server",
 )
 SKIP = ("__main__", "__mp_main__", "geventdev.child")
+OWN_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
 
 
 def interpreter_prefixes() -> tuple[str, ...]:
@@ -36,15 +37,22 @@ def interpreter_prefixes() -> tuple[str, ...]:
     return tuple(os.path.join(os.path.realpath(p), "") for p in prefixes)
 
 
-def library_modules(prefixes: tuple[str, ...]) -> list[str]:
-    """Names of the imported modules that live in the interpreter's trees (not the project)."""
-    names = []
+def split_modules(prefixes: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """One pass over the imported modules, each path resolved once (~0.03 ms a module): the names
+    of those in the interpreter's trees (what a standby imports ahead), and the source files of
+    the rest, geventdev's own excepted (the project and editable installs: what to watch)."""
+    names, files = [], []
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if name in SKIP or not path or not os.path.realpath(path).startswith(prefixes):
+        if not path:
             continue
-        names.append(name)
-    return sorted(names)
+        real = os.path.realpath(path)
+        if real.startswith(prefixes):
+            if name not in SKIP:
+                names.append(name)
+        elif path.endswith(".py") and not real.startswith(OWN_DIR):
+            files.append(os.path.abspath(path))
+    return sorted(names), files
 
 
 def preload(names: list[str]) -> None:

@@ -13,6 +13,7 @@ import time
 from typing import Any, TextIO
 
 import gevent
+from gevent.exceptions import ConcurrentObjectUseError
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
@@ -21,6 +22,7 @@ from .framing import StrictFraming
 from .livereload import PREFIX
 from .loader import WSGIApp
 from .tls import server_context
+from .websockets import gevent_websocket_handler, has_gevent_websocket, is_websocket
 
 # werkzeug's colours for the access log, by status class (werkzeug/serving.py log_request).
 _STATUS_STYLE = {"1": "\x1b[1m", "3": "\x1b[32m", "4": "\x1b[1;31m", "5": "\x1b[1;35m"}
@@ -63,15 +65,12 @@ class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
     server: DevServer
     greenlet: gevent.Greenlet | None = None
 
-    requests_read = 0
-
     def read_requestline(self) -> str:
-        if self.requests_read:
+        if self._requests:  # StrictFraming's count of requests started on this connection
             # Give the other connections a turn first. pywsgi serves a keep-alive request that
             # is already waiting at once, so one busy connection can be served hundreds of
             # times in a row: p99 176 ms -> 14 ms at 50 connections (benchmarks/tail_latency.py).
             gevent.sleep(0)
-        self.requests_read += 1
         # Between requests a keep-alive connection waits here; a draining server closes those.
         self.server.idle.add(self)
         try:
@@ -139,8 +138,7 @@ class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
 
     @property
     def is_websocket(self) -> bool:
-        environ = getattr(self, "environ", None) or {}
-        return str(environ.get("HTTP_UPGRADE", "")).lower() == "websocket"
+        return is_websocket(getattr(self, "environ", None) or {})
 
     @property
     def long_lived(self) -> bool:
@@ -155,8 +153,8 @@ class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
         """Send a WebSocket close frame with code 1012 "service restart" (RFC 6455 7.4.1)."""
         try:
             self.socket.sendall(WEBSOCKET_CLOSE_1012)
-        except (OSError, AttributeError):
-            pass
+        except (OSError, AttributeError, ConcurrentObjectUseError):
+            pass  # gone, or the app's greenlet is mid-send on it (its kill ends the socket)
 
     def cut(self) -> None:
         """End a long-lived response now; a WebSocket gets close code 1012 "service restart"."""
@@ -217,9 +215,11 @@ class DevServer(WSGIServer):  # type: ignore[misc]
         self.close()
         now = time.monotonic()
         deadline, idle_at = now + timeout, now + min(IDLE_GRACE, timeout)
+        cut: set[DevHandler] = set()  # once each: a cut greenlet may take a moment to unwind
         while len(self.pool) and time.monotonic() < deadline:
-            for handler in list(self.active):
+            for handler in self.active - cut:
                 if handler.long_lived:
+                    cut.add(handler)
                     handler.cut()
             if time.monotonic() >= idle_at:
                 for handler in list(self.idle):
@@ -228,7 +228,14 @@ class DevServer(WSGIServer):  # type: ignore[misc]
         self.pool.kill(block=True, timeout=1)
 
 
-def make_server(listener: socket.socket, app: WSGIApp, config: Config) -> DevServer:
-    from .wsserver import server_class  # websocket-aware (gevent-websocket if importable)
+def server_class() -> type[DevServer]:
+    """``DevServer``, or with gevent-websocket's handler for engine.io when it is importable
+    (see ``websockets``). Either way a drain cuts open websockets with close code 1012."""
+    if not has_gevent_websocket():
+        return DevServer
+    handler = gevent_websocket_handler(DevHandler)
+    return type("GeventWebSocketDevServer", (DevServer,), {"handler_class": handler})
 
+
+def make_server(listener: socket.socket, app: WSGIApp, config: Config) -> DevServer:
     return server_class()(listener, app, config, log=sys.stderr)

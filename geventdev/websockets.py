@@ -51,11 +51,6 @@ def gevent_websocket_handler(base: type[Any]) -> type[Any]:
         def run_application(self) -> Any:
             if not is_engineio_websocket(self.environ):
                 return base.run_application(self)
-            open_sockets: set[Any] = getattr(self.server, "websockets", set())
-            open_sockets.add(self)
-            try:
-                return super().run_application()
-            finally:
-                open_sockets.discard(self)
+            return super().run_application()
 
     return EngineIOWebSocketHandler

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from conftest import HELLO_APP, stays, wait_until, write
 
-from geventdev.preload import BASELINE, interpreter_prefixes, library_modules, preload
+import geventdev
+from geventdev.preload import BASELINE, interpreter_prefixes, preload, split_modules
 
 
 def test_a_change_activates_the_standby(project: Path, dev_server) -> None:
@@ -74,10 +75,13 @@ def test_no_standby_keeps_one_process(project: Path, dev_server) -> None:
 
 
 def test_library_modules_are_the_interpreters_only() -> None:
-    names = library_modules(interpreter_prefixes())
+    names, files = split_modules(interpreter_prefixes())
     assert "json" in names and "pytest" in names
     assert not any(n.startswith("geventdev") or n == "conftest" for n in names)
     assert "__main__" not in names
+    assert __file__ in files  # the project's code is watched, not imported ahead
+    assert not any(f.startswith(str(Path(geventdev.__file__).parent)) for f in files)
+    assert not any(f.startswith(sys.prefix) for f in files)
 
 
 def test_preload_imports_and_survives_bad_names() -> None:
