@@ -19,7 +19,7 @@ Directive = tuple[str, list[str]]
 NONCE = re.compile(r"'nonce-([A-Za-z0-9+/=_-]+)'")
 #: ``<meta http-equiv="Content-Security-Policy" content="...">`` in a page, and its nonce if any.
 META = re.compile(rb"<meta[^>]+http-equiv\s*=\s*[\"']?content-security-policy", re.IGNORECASE)
-META_NONCE = re.compile(rb"'nonce-([A-Za-z0-9+/=_-]+)'")
+META_NONCE = re.compile(NONCE.pattern.encode())
 SCRIPT_ORDER = ("script-src-elem", "script-src", "default-src")
 CONNECT_ORDER = ("connect-src", "default-src")
 
@@ -107,14 +107,13 @@ def open_headers(headers: list[tuple[str, str]]) -> tuple[list[tuple[str, str]],
     csp = [i for i, (k, _) in enumerate(headers) if k.lower() == "content-security-policy"]
     if not csp:
         return headers, None
-    raw = {i: headers[i][1].split(",") for i in csp}
-    nonce = script_nonce([parse(p) for policies in raw.values() for p in policies])
+    parsed = {i: [parse(p) for p in headers[i][1].split(",")] for i in csp}
+    nonce = script_nonce([directives for policies in parsed.values() for directives in policies])
     out = list(headers)
-    for i, policies in raw.items():
+    for i, policies in parsed.items():
         opened, touched = [], False
-        for policy in policies:
-            directives = parse(policy)
-            changed, nonce = open_policy(directives, nonce)
+        for directives in policies:
+            changed, nonce = open_policy(directives, nonce)  # a copy: directives stay as parsed
             touched = touched or changed != directives
             opened.append(serialize(changed))
         if touched:

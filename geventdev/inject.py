@@ -39,8 +39,8 @@ def verdict(status: str, headers: Headers) -> Mode:
         return "pass"
     if code < 200 or code in _NO_BODY or 300 <= code < 400:
         return "pass"
-    mime, _, params = (header(headers, "content-type") or "").partition(";")
-    if mime.strip().lower() != "text/html" or "utf-16" in params.lower() or "utf-32" in params:
+    mime, _, params = (header(headers, "content-type") or "").lower().partition(";")
+    if mime.strip() != "text/html" or "utf-16" in params or "utf-32" in params:
         return "pass"
     if (header(headers, "content-encoding") or "identity").strip().lower() != "identity":
         return "pass"
@@ -63,15 +63,14 @@ class Capture:
         self.mode: Mode = "pending"
         self.status, self.exc_info = "", None
         self.headers: Headers = []
-        self.written: list[bytes] = []  # the legacy write() callable, while buffering
-        self.restarted = False
+        # The body while buffering: the legacy write() callable's data, then the iterable's.
+        self.written: list[bytes] = []
 
     def __call__(self, status: str, headers: Headers, exc_info: Any = None) -> Callable[..., Any]:
         if self.mode == "pass":  # the server decides (it re-raises if headers went out)
             return self.start_response(status, headers, exc_info)  # type: ignore[no-any-return]
-        self.restarted = self.mode != "pending"
         self.status, self.headers, self.exc_info = status, list(headers), exc_info
-        self.written.clear()
+        self.written.clear()  # a restart (werkzeug's debugger page) replaces what came before
         self.mode = verdict(status, self.headers)
         return self.commit() if self.mode == "pass" else self.write
 
@@ -146,26 +145,25 @@ def inject(
         return result  # the very same iterable: file wrappers, len() and close() intact
     try:
         iterator = iter(result)
-        chunks: list[bytes] = []
         if capture.mode == "pending":  # a lazy start_response: the first chunk drives it
             first = next(iterator, None)
-            chunks += [] if first is None else [first]
-            capture.restarted = False
+            head = [] if first is None else [first]
             if capture.state() == "maybe":  # lazy means a generator: never known to be complete
                 capture.commit()
             if capture.state() != "buffer":
-                return Chain(chunks, iterator, result)
+                return Chain(head, iterator, result)
+            capture.written += head
         for chunk in iterator:
-            if capture.restarted:  # an error page replaced the response (werkzeug's debugger)
-                capture.restarted, chunks = False, []
-            chunks.append(chunk)
-            if capture.passing:
-                return Chain(chunks, iterator, result)
+            if capture.passing:  # restarted as a response that is not a page: it went out
+                return Chain([chunk], iterator, result)
+            capture.written.append(chunk)
     except BaseException:
         close(result)
         raise
     close(result)
-    return finish(capture, b"".join([*capture.written, *chunks]), environ, make_tag)
+    if capture.passing:  # restarted into a pass with no body after it: headers went out
+        return []
+    return finish(capture, b"".join(capture.written), environ, make_tag)
 
 
 def finish(

@@ -13,6 +13,7 @@
   var me = document.currentScript;
   if (!me || window.__geventdevLiveReload) return;
   var root = me.getAttribute("data-root") || "";
+  var events = me.getAttribute("data-events");
   var mine = me.getAttribute("data-generation");
   var state = (window.__geventdevLiveReload = {
     generation: mine,
@@ -106,7 +107,7 @@
   function connect() {
     clearTimeout(timer);
     if (source) source.close();
-    var es = (source = new EventSource(root + "/__geventdev__/livereload"));
+    var es = (source = new EventSource(events));
     seen = Date.now();
     ["hello", "reload", "css", "ping"].forEach(function (type) {
       es.addEventListener(type, function (event) {
@@ -120,6 +121,7 @@
       es.close();
       if (source !== es) return;
       source = null;
+      state.serving = null; // new tabs asking meanwhile must not get the dead process's hello
       if (state.connected && channel) channel.postMessage({ type: "down" });
       state.connected = false;
       retry();

@@ -132,7 +132,8 @@ class LiveReload:
         extra = f' nonce="{html.escape(nonce)}"' if nonce else ""
         return (
             f'<script src="{root}{SCRIPT}?v={JS_VERSION}" data-root="{root}" '
-            f'data-generation="{self.generation}"{extra} defer></script>'
+            f'data-events="{root}{EVENTS}" data-generation="{self.generation}"{extra} defer>'
+            "</script>"
         ).encode()
 
     def serve(

@@ -8,6 +8,7 @@ the monitor keeps across restarts (``tell_monitor``). Import-light: no gevent, n
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -24,8 +25,13 @@ def subscribe(listener: Listener) -> Callable[[], None]:
 
 
 def publish(paths: list[str]) -> None:
+    """Call every listener; one that fails is reported and the others still run (this runs on
+    the child's control-channel greenlet, which must not die: it is how the monitor reaches us)."""
     for listener in list(_listeners):
-        listener(paths)
+        try:
+            listener(paths)
+        except Exception:  # noqa: BLE001 - a live-reload hiccup must not cut us off
+            traceback.print_exc()
 
 
 def connect(sender: Sender) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,7 @@ def test_script_goes_before_body_end_and_content_length_is_fixed() -> None:
     assert served.header("ETag") is None  # a 304 would bring back the page without the script
     assert served.header("X-Custom") == "kept"
     assert b'data-generation="' in tag.group(0) and b"defer" in tag.group(0)
+    assert f'data-events="{EVENTS}"'.encode() in tag.group(0)
 
 
 def test_html_without_body_end_gets_the_script_at_the_end() -> None:
@@ -106,8 +108,9 @@ def test_a_list_without_content_length_is_complete() -> None:
         (PAGE, html_headers(PAGE), {"HX-Request": "true"}),  # an htmx swap
         (PAGE, html_headers(PAGE), {"Sec-Fetch-Dest": None, "Accept": "*/*"}),  # curl, requests
         (PAGE, html_headers(PAGE, ("Content-Range", "bytes 0-9/99")), {}),
+        (PAGE, [("Content-Type", "text/html; charset=UTF-32")], {}),  # ASCII would break it
     ],
-    ids=["head", "json", "gzip", "download", "fetch", "htmx", "script", "range"],
+    ids=["head", "json", "gzip", "download", "fetch", "htmx", "script", "range", "utf32"],
 )
 def test_other_responses_are_the_apps_own(body: bytes, headers: Any, kwargs: Any) -> None:
     method = kwargs.pop("method", "GET")
@@ -115,6 +118,35 @@ def test_other_responses_are_the_apps_own(body: bytes, headers: Any, kwargs: Any
     direct = Served(app, method=method, **kwargs)
     wrapped = Served(LiveReload(app), method=method, **kwargs)
     assert (wrapped.status, wrapped.headers, wrapped.body) == (direct.status, headers, body)
+
+
+def restarting(second: list[tuple[str, str]], then: list[bytes]) -> Callable[..., Any]:
+    """A page that fails halfway: the half sent, then an error response (the debugger's way)."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        start_response("200 OK", html_headers(PAGE))
+        yield PAGE[:10]
+        try:
+            raise ValueError("halfway")
+        except ValueError:
+            start_response("500 INTERNAL SERVER ERROR", second, sys.exc_info())
+        yield from then
+
+    return app
+
+
+def test_a_restarted_response_replaces_the_half_page() -> None:
+    error = b"<html><body>ValueError</body></html>"
+    served = Served(LiveReload(restarting([("Content-Type", "text/html")], [error])))
+    assert [status for status, _ in served.calls] == ["500 INTERNAL SERVER ERROR"]
+    tag = SCRIPT_TAG.search(served.body)
+    assert tag and served.body.replace(tag.group(0), b"") == error
+
+
+def test_a_restart_into_an_empty_plain_response_is_sent_once() -> None:
+    served = Served(LiveReload(restarting([("Content-Type", "text/plain")], [])))
+    assert [status for status, _ in served.calls] == ["500 INTERNAL SERVER ERROR"]
+    assert served.body == b""
 
 
 def test_a_stream_is_passed_through_as_it_comes() -> None:
@@ -324,3 +356,19 @@ def test_option_follows_debug() -> None:
     assert not Config(livereload=False).use_livereload
     option = next(p for p in command.params if p.name == "livereload")
     assert (option.opts, option.secondary_opts) == (["--livereload"], ["--no-livereload"])
+
+
+def test_a_failing_listener_does_not_stop_the_others(capsys: pytest.CaptureFixture[str]) -> None:
+    got: list[list[str]] = []
+
+    def broken(paths: list[str]) -> None:
+        raise RuntimeError("listener bug")
+
+    unsubscribe = [notify.subscribe(broken), notify.subscribe(got.append)]
+    try:
+        notify.publish(["templates/index.html"])  # must not raise into the control channel
+    finally:
+        for undo in unsubscribe:
+            undo()
+    assert got == [["templates/index.html"]]
+    assert "RuntimeError: listener bug" in capsys.readouterr().err
