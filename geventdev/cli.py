@@ -11,7 +11,7 @@ import dataclasses
 import os
 import platform
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -119,8 +119,9 @@ def gevent_patched() -> bool:
     return bool(monkey is not None and monkey.is_module_patched("socket"))
 
 
-def serve(config: Config) -> int:
-    """Bind, print the banner and run the monitor until it stops; return the exit status."""
+def serve(config: Config, environ: Mapping[str, str] = ORIGINAL_ENVIRON) -> int:
+    """Bind, print the banner and run the monitor until it stops; return the exit status.
+    ``environ`` is what each app process's environment is rebuilt from (plus the env files)."""
     try:
         tls.check(config)
         refuse_unsafe(config)
@@ -142,7 +143,7 @@ def serve(config: Config) -> int:
         click.echo(" * Serving from this process (--no-reload): attach debuggers here", err=True)
         return serve_inline(config, listener)
     with listener:
-        return Monitor(config, listener, ORIGINAL_ENVIRON, sys.stderr).run()
+        return Monitor(config, listener, environ, sys.stderr).run()
 
 
 def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:

@@ -26,9 +26,22 @@ def env_files(env_file: str | None, environ: Mapping[str, str]) -> list[str]:
     return [f for f in (*files, env_file) if f]
 
 
-def environ_with_env_files(env_file: str | None, environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` plus the variables from the env files that it does not already set."""
+def file_values(env_file: str | None, environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables the env files set, the later file winning."""
     values: dict[str, str] = {}
     for path in env_files(env_file, environ):
         values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
-    return {**values, **environ}
+    return values
+
+
+def environ_with_env_files(env_file: str | None, environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` plus the variables from the env files that it does not already set."""
+    return {**file_values(env_file, environ), **environ}
+
+
+def without_env_files(env_file: str | None, environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` minus what the env files put there: ``flask``'s group loads them into
+    ``os.environ`` before it imports plugin commands such as ``flask gevent``. Told apart by
+    value, so a variable exported with the very value its file has counts as the file's."""
+    loaded = file_values(env_file, environ)
+    return {k: v for k, v in environ.items() if loaded.get(k) != v}

@@ -6,6 +6,7 @@ which would silently replace ``flask run``. ``flask --app X gevent`` takes the a
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -14,6 +15,7 @@ from click.core import ParameterSource
 from flask.cli import ScriptInfo, pass_script_info
 
 from .cli import CONTEXT, config_options, make_config, serve
+from .envfiles import without_env_files
 
 
 @click.command("gevent", context_settings=CONTEXT)
@@ -31,4 +33,5 @@ def command(info: ScriptInfo, /, **params: Any) -> None:
         and ctx.get_parameter_source("debug") == ParameterSource.ENVIRONMENT
     ):
         params["debug"] = None
-    sys.exit(serve(make_config(params.pop("app", None) or info.app_import_path, params)))
+    config = make_config(params.pop("app", None) or info.app_import_path, params)
+    sys.exit(serve(config, without_env_files(config.env_file, os.environ)))

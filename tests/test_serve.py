@@ -151,6 +151,24 @@ def test_flask_gevent_plugin_command(project: Path, dev_server) -> None:
     assert " * Debugger PIN: " in server.wait_for_log("Debugger PIN")
 
 
+def test_flask_gevent_rereads_env_files_the_flask_group_loaded(
+    project: Path, dev_server, tmp_path: Path
+) -> None:
+    """flask's group loads .env into os.environ before it imports plugin commands: an edit must
+    still reach the next app process; so must one to `flask gevent -e FILE`, which is watched."""
+    app = HELLO_APP.replace('"hello v1"', 'os.environ["GREETING"] + " " + os.environ["EXTRA"]')
+    write(project / "app.py", app)
+    env = write(project / ".env", "GREETING=one\n")
+    extra = write(tmp_path / "custom.env", "EXTRA=x\n")
+    flask = str(Path(sys.executable).with_name("flask"))
+    server = dev_server("gevent", "-e", str(extra), cmd=[flask, "--app", "app.py"])
+    assert server.get("/").text == "one x"
+    write(env, "GREETING=two\n")
+    server.wait_for_text("/", "two x")
+    write(extra, "EXTRA=y\n")
+    server.wait_for_text("/", "two y")
+
+
 def test_console_script(project: Path, dev_server) -> None:
     write(project / "app.py", HELLO_APP)
     script = str(Path(sys.executable).with_name("geventdev"))
