@@ -12,7 +12,6 @@ import dataclasses
 import http.client
 import os
 import re
-import signal
 import sys
 import threading
 import time
@@ -49,19 +48,13 @@ def run(target: StrPath | None = None, **options: Any) -> int:
     The same server as the ``geventdev`` command: options are ``Config`` fields (``port=8000``,
     ``reload=False``...). This process stays the plain-Python monitor; only the app processes it
     spawns are monkey-patched. Call it from the main thread (it handles SIGINT and SIGTERM until
-    it returns, then restores the previous handlers).
+    it returns, then restores the previous handlers; SIGHUP restarts the app meanwhile).
     """
     from .cli import serve as serve_config  # click is imported only when a server runs
 
     if target is not None:
         options["app"] = os.fspath(target)
-    config = Config(**options)
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        return serve_config(config)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    return serve_config(Config(**options))  # the monitor restores the signal handlers it set
 
 
 def serve(

@@ -85,14 +85,16 @@ class Monitor:
         self.out.flush()
 
     def run(self) -> int:
-        """Serve until a signal or a fatal start-up error; return the exit status."""
+        """Serve until a signal or a fatal start-up error; return the exit status. The signal
+        handlers it sets are put back on return (``geventdev.run()`` returns to its caller)."""
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda n, _f: self.events.put(Stop(n)))
         signal.signal(signal.SIGHUP, lambda n, _f: self.events.put(Restart("SIGHUP")))
-        if self.config.use_reloader:
-            self.start_watching()
-        self.perform(self.plan.step(Start(), time.monotonic()))
         try:
+            if self.config.use_reloader:
+                self.start_watching()
+            self.perform(self.plan.step(Start(), time.monotonic()))
             while self.exit_code is None:
                 event = self.next_event()
                 if isinstance(event, ChildExited):
@@ -101,6 +103,8 @@ class Monitor:
         finally:
             if self.watcher is not None:
                 self.watcher.stop()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         return self.exit_code
 
     def next_event(self) -> Event:

@@ -6,7 +6,6 @@ test: ``/proc`` for processes of the server's group, a refused connection for th
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import EXAMPLES, HELLO_APP, geventdev_env, wait_until, write
+from conftest import EXAMPLES, HELLO_APP, DevServer, geventdev_env, wait_until, write
 
 import geventdev
 from geventdev.api import config_argv
@@ -192,54 +191,38 @@ def test_fixture_with_a_factory_string_and_env(gevent_server, project: Path) -> 
     assert srv.log_path.is_file()
 
 
-def killpg(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        pass
-
-
-def run_script(path: Path, project: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, str(path)],
-            cwd=project,
-            env=geventdev_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
 def test_run_serves_until_ctrl_c_and_exits_0(project: Path, tmp_path: Path) -> None:
     write(project / "app.py", HELLO_APP)
     script = write(
         project / "main.py",
         """
+        import signal
         import sys
         import geventdev
 
+        HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         if __name__ == "__main__":
+            before = [signal.getsignal(s) for s in HANDLED]
             status = geventdev.run("app.py", port=0, reload=False)
             print(f"run returned {status}; gevent imported: {'gevent' in sys.modules}")
+            print(f"signal handlers restored: {[signal.getsignal(s) for s in HANDLED] == before}")
             sys.exit(status)
         """,
     )
-    log = tmp_path / "server-0.log"
-    proc = run_script(script, project, log)
+    server = DevServer(
+        project, tmp_path / "server-0.log", [sys.executable, str(script)], geventdev_env()
+    )
     try:
-        text = wait_until(lambda: " * Running on http" in (t := log.read_text()) and t)
-        url = text.split(" * Running on ", 1)[1].split()[0]
-        assert requests.get(url, timeout=10).text == "hello v1"
-        app_processes = group_alive(proc.pid)
-        killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+        assert server.get("/").text == "hello v1"
+        app_processes = group_alive(server.pid)
+        server.signal_group(signal.SIGINT)
+        assert server.wait_exit(timeout=10) == 0
     finally:
-        killpg(proc.pid, signal.SIGKILL)
-    assert "run returned 0; gevent imported: False" in log.read_text()
+        server.stop()
+    assert "run returned 0; gevent imported: False" in server.log()
+    assert "signal handlers restored: True" in server.log()
     assert len(app_processes) >= 2
-    assert_gone(proc.pid, int(url.rsplit(":", 1)[1]))
+    assert_gone(server.pid, server.port)
 
 
 def test_a_server_never_stopped_is_stopped_at_exit(project: Path, tmp_path: Path) -> None:
@@ -253,9 +236,14 @@ def test_a_server_never_stopped_is_stopped_at_exit(project: Path, tmp_path: Path
         print(srv.pid, srv.port, flush=True)
         """,
     )
-    log = tmp_path / "server-0.log"
-    assert run_script(script, project, log).wait(timeout=30) == 0
-    pid, port = map(int, log.read_text().split()[:2])
+    server = DevServer(
+        project, tmp_path / "server-0.log", [sys.executable, str(script)], geventdev_env()
+    )
+    try:
+        assert server.wait_exit(timeout=30) == 0
+    finally:
+        server.stop()
+    pid, port = map(int, server.log().split()[:2])
     assert_gone(pid, port)
 
 
