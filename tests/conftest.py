@@ -224,13 +224,56 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def run_cli(
+    project: Path, *args: str, timeout: float = 20, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m geventdev ARGS`` to completion (for commands that must exit: errors, --help)."""
+    return subprocess.run(
+        [sys.executable, "-m", "geventdev", *args],
+        cwd=project,
+        env=geventdev_env(**env),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
+
+
 def restart_count(server: DevServer) -> int:
     return server.log().count(" * Detected change in ")
 
 
-def save_then_confirm(server: DevServer, project: Path, save: Callable[[], None]) -> None:
+def atomic_save(project: Path) -> None:
+    """Most editors: write a temporary file, then rename it over the original."""
+    tmp = write(project / ".app.py.tmp123", HELLO_APP.replace("hello v1", "saved"))
+    os.replace(tmp, project / "app.py")
+
+
+def vim_save(project: Path) -> None:
+    """vim's default: probe file 4913, swap file, backup rename, new write."""
+    (project / "4913").write_text("")
+    (project / "4913").unlink()
+    (project / ".app.py.swp").write_text("swap")
+    os.rename(project / "app.py", project / "app.py~")
+    write(project / "app.py", HELLO_APP.replace("hello v1", "saved"))
+    (project / "app.py~").unlink()
+    (project / ".app.py.swp").unlink()
+
+
+def jetbrains_save(project: Path) -> None:
+    """JetBrains "safe write": tmp created, original renamed aside, tmp renamed in, old deleted."""
+    tmp = write(project / "app.py___jb_tmp___", HELLO_APP.replace("hello v1", "saved"))
+    os.rename(project / "app.py", project / "app.py___jb_old___")
+    os.rename(tmp, project / "app.py")
+    (project / "app.py___jb_old___").unlink()
+
+
+EDITOR_SAVES = {"atomic": atomic_save, "vim": vim_save, "jetbrains": jetbrains_save}
+
+
+def save_then_confirm(server: DevServer, project: Path, save: Callable[[Path], None]) -> None:
     """Run one editor save, then one plain edit: exactly two restarts means the save was one."""
-    save()
+    save(project)
     server.wait_for_text("/", "saved")
     server.wait_for_log(" * Restarted in ")
     write(project / "app.py", HELLO_APP.replace("hello v1", "confirm"))

@@ -5,15 +5,13 @@ from __future__ import annotations
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import EXAMPLES, HELLO_APP, geventdev_env, pid_alive, wait_until, write
+from conftest import EXAMPLES, HELLO_APP, pid_alive, run_cli, wait_until, write
 
 
 def port_is_free(port: int) -> bool:
@@ -24,18 +22,6 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def run_cli(project: Path, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "geventdev", *args],
-        cwd=project,
-        env=geventdev_env(),
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=timeout,
-    )
 
 
 def test_ctrl_c_stops_monitor_and_child_with_status_0(project: Path, dev_server) -> None:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import HELLO_APP, restart_count, save_then_confirm, stays, write
+from conftest import HELLO_APP, atomic_save, restart_count, save_then_confirm, stays, write
 
 
 @pytest.fixture(scope="module", params=["4.0.0", "6.0.0"])
@@ -46,10 +46,5 @@ def test_reloads_with_an_older_watchdog(
     write(project / "templates" / "index.html", "<p>v2</p>")
     assert stays(lambda: restart_count(server) == 0, 1.2)  # more than two polling rounds
     assert server.child() == pid
-
-    def save() -> None:  # an atomic save is a move: matched on its destination
-        tmp = write(project / ".app.py.tmp123", HELLO_APP.replace("hello v1", "saved"))
-        os.replace(tmp, project / "app.py")
-
-    save_then_confirm(server, project, save)
+    save_then_confirm(server, project, atomic_save)  # a move: matched on its destination
     assert "Traceback" not in server.log()

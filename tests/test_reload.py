@@ -12,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import (
+    EDITOR_SAVES,
     EXAMPLES,
     HELLO_APP,
     DevServer,
@@ -200,47 +202,12 @@ def test_our_own_output_redirected_into_the_tree_is_no_change(project: Path) -> 
         server.stop()
 
 
-def test_atomic_save_is_one_restart(project: Path, dev_server) -> None:
+@pytest.mark.parametrize("editor", EDITOR_SAVES)
+def test_an_editor_save_is_one_restart(editor: str, project: Path, dev_server) -> None:
     write(project / "app.py", HELLO_APP)
     server = dev_server("app.py")
     server.get("/")
-
-    def save() -> None:
-        tmp = write(project / ".app.py.tmp123", HELLO_APP.replace("hello v1", "saved"))
-        os.replace(tmp, project / "app.py")
-
-    save_then_confirm(server, project, save)
-
-
-def test_vim_save_is_one_restart(project: Path, dev_server) -> None:
-    write(project / "app.py", HELLO_APP)
-    server = dev_server("app.py")
-    server.get("/")
-
-    def save() -> None:  # vim's default: probe file 4913, swap file, backup rename, new write
-        (project / "4913").write_text("")
-        (project / "4913").unlink()
-        (project / ".app.py.swp").write_text("swap")
-        os.rename(project / "app.py", project / "app.py~")
-        write(project / "app.py", HELLO_APP.replace("hello v1", "saved"))
-        (project / "app.py~").unlink()
-        (project / ".app.py.swp").unlink()
-
-    save_then_confirm(server, project, save)
-
-
-def test_jetbrains_safe_write_is_one_restart(project: Path, dev_server) -> None:
-    write(project / "app.py", HELLO_APP)
-    server = dev_server("app.py")
-    server.get("/")
-
-    def save() -> None:
-        tmp = write(project / "app.py___jb_tmp___", HELLO_APP.replace("hello v1", "saved"))
-        os.rename(project / "app.py", project / "app.py___jb_old___")
-        os.rename(tmp, project / "app.py")
-        (project / "app.py___jb_old___").unlink()
-
-    save_then_confirm(server, project, save)
+    save_then_confirm(server, project, EDITOR_SAVES[editor])
 
 
 def test_git_checkout_of_200_files_is_one_restart(project: Path, dev_server) -> None:

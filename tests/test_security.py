@@ -7,13 +7,12 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import HELLO_APP, geventdev_env, write
+from conftest import HELLO_APP, run_cli, write
 from werkzeug.test import Client
 
 from geventdev.config import Config
@@ -162,22 +161,17 @@ def test_banner_warns_in_red_when_the_debugger_is_exposed() -> None:
     )
 
 
-def run_cli(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "geventdev", *args],
-        cwd=project,
-        env=geventdev_env(**env),
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=30,
-    )
-
-
 def test_pin_off_on_a_network_host_refuses_to_start(project: Path) -> None:
     write(project / "app.py", HELLO_APP)
     result = run_cli(
-        project, "app.py", "--host", "0.0.0.0", "--port", "0", WERKZEUG_DEBUG_PIN="off"
+        project,
+        "app.py",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "0",
+        WERKZEUG_DEBUG_PIN="off",
+        timeout=30,
     )
     assert result.returncode == 2
     assert "WERKZEUG_DEBUG_PIN=off" in result.stderr and "Running on" not in result.stderr
@@ -194,7 +188,7 @@ def test_pin_off_on_a_network_host_refuses_to_start(project: Path) -> None:
     ],
 )
 def test_tls_option_errors(project: Path, args: list[str], message: str) -> None:
-    result = run_cli(project, "app.py", "--port", "0", *args)
+    result = run_cli(project, "app.py", "--port", "0", *args, timeout=30)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
