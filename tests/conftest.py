@@ -7,6 +7,7 @@ Processes are ended by process group (each server gets its own session), never b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -237,6 +238,37 @@ def run_cli(
         stdin=subprocess.DEVNULL,
         timeout=timeout,
     )
+
+
+def gws_env(mode: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for a server with gevent-websocket ``present`` or hidden (``absent``)."""
+    if mode == "present":
+        return {}
+    write(tmp_path / "no-gws" / "geventwebsocket" / "__init__.py", "raise ImportError('hidden')\n")
+    return {"PYTHONPATH": str(tmp_path / "no-gws")}
+
+
+def ws_url(http_url: str, path: str) -> str:
+    return "ws" + http_url.removeprefix("http") + path
+
+
+def echo_once(url: str, text: str) -> str | None:
+    """Connect, send, return the answer (None if the server is not there yet)."""
+    import simple_websocket  # a test extra, needed by the websocket tests only
+
+    try:
+        client = simple_websocket.Client.connect(url)
+    except (ConnectionError, OSError, simple_websocket.ConnectionError):
+        return None
+    try:
+        client.send(text)
+        answer = client.receive(timeout=5)
+        return answer if isinstance(answer, str) else None
+    except simple_websocket.ConnectionClosed:
+        return None
+    finally:
+        with contextlib.suppress(simple_websocket.ConnectionClosed):
+            client.close()
 
 
 def restart_count(server: DevServer) -> int:

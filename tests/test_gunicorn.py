@@ -21,9 +21,8 @@ from pathlib import Path
 
 import pytest
 import requests
-import simple_websocket
 import socketio
-from conftest import EXAMPLES, geventdev_env, wait_until, write
+from conftest import EXAMPLES, echo_once, geventdev_env, gws_env, wait_until, ws_url
 
 GUNICORN = [sys.executable, "-m", "gunicorn", "-w", "1", "--no-control-socket"]
 COVERED = {
@@ -161,12 +160,7 @@ def test_asyncio_loop(gunicorn) -> None:
 def test_websocket_sock(gunicorn) -> None:
     server = gunicorn("websocket_sock", "app:app")
     server.get("/")
-    client = simple_websocket.Client.connect("ws" + server.url.removeprefix("http") + "/echo")
-    try:
-        client.send("hi")
-        assert client.receive(timeout=5) == "echo: hi"
-    finally:
-        client.close()
+    assert echo_once(ws_url(server.url, "/echo"), "hi") == "echo: hi"
 
 
 def socketio_round_trip(url: str) -> None:
@@ -180,8 +174,7 @@ def socketio_round_trip(url: str) -> None:
 
 
 def test_socketio_without_gevent_websocket(gunicorn, tmp_path: Path) -> None:
-    write(tmp_path / "no-gws" / "geventwebsocket" / "__init__.py", "raise ImportError('hidden')\n")
-    server = gunicorn("socketio", "app:app", PYTHONPATH=str(tmp_path / "no-gws"))
+    server = gunicorn("socketio", "app:app", **gws_env("absent", tmp_path))
     assert "Socket.IO example v1" in server.get("/").text
     socketio_round_trip(server.url)
 
@@ -194,9 +187,4 @@ def test_geventdev_worker_with_gevent_websocket(gunicorn) -> None:
     socketio_round_trip(server.url)
     sock = gunicorn("websocket_sock", "app:app", *worker)
     sock.get("/")
-    client = simple_websocket.Client.connect("ws" + sock.url.removeprefix("http") + "/echo")
-    try:
-        client.send("hi")
-        assert client.receive(timeout=5) == "echo: hi"
-    finally:
-        client.close()
+    assert echo_once(ws_url(sock.url, "/echo"), "hi") == "echo: hi"

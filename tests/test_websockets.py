@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import simple_websocket
 import socketio
-from conftest import EXAMPLES, wait_until, write
+from conftest import EXAMPLES, echo_once, gws_env, wait_until, ws_url
 
 GWS = [
     "absent",
@@ -27,34 +27,6 @@ GWS = [
         ),
     ),
 ]
-
-
-def gws_env(mode: str, tmp_path: Path) -> dict[str, str]:
-    if mode == "present":
-        return {}
-    write(tmp_path / "no-gws" / "geventwebsocket" / "__init__.py", "raise ImportError('hidden')\n")
-    return {"PYTHONPATH": str(tmp_path / "no-gws")}
-
-
-def ws_url(http_url: str, path: str) -> str:
-    return "ws" + http_url.removeprefix("http") + path
-
-
-def echo_once(url: str, text: str) -> str | None:
-    """Connect, send, return the answer (None if the server is not there yet)."""
-    try:
-        client = simple_websocket.Client.connect(url)
-    except (ConnectionError, OSError, simple_websocket.ConnectionError):
-        return None
-    try:
-        client.send(text)
-        answer = client.receive(timeout=5)
-        return answer if isinstance(answer, str) else None
-    except simple_websocket.ConnectionClosed:
-        return None
-    finally:
-        with contextlib.suppress(simple_websocket.ConnectionClosed):
-            client.close()
 
 
 @pytest.mark.parametrize("gws", GWS)
