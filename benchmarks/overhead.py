@@ -27,7 +27,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
-from _common import HELLO_APP, HOST, PY, header, median, shuffled, table  # noqa: E402
+from _common import HELLO_APP, HOST, PY, base_env, header, median, shuffled, table  # noqa: E402
 
 VARIANTS = {
     "pywsgi": "gevent.pywsgi.WSGIServer + Flask app, access log -> file",
@@ -182,8 +182,8 @@ def main() -> None:
     results: dict[str, list[float]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory(prefix="geventdev-bench-") as tmp:
         Path(tmp, "hello.py").write_text(HELLO_APP)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+        path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+        env = base_env(PYTHONPATH=path)
         for rnd in range(args.rounds):
             for variant in shuffled(variants, seed=rnd):
                 run_env = dict(env)

@@ -81,6 +81,8 @@ def probe_main(port: int, limit: float) -> None:
                 failures.append(f"HTTP {status}")
         except (OSError, http.client.HTTPException) as exc:
             failures.append(type(exc).__name__)
+        if len(latencies) + len(failures) == 1:
+            print("ready", flush=True)  # a first probe is in: the batch may start
         stop.wait(max(0.0, PROBE_EVERY - (time.monotonic() - t0)))
     print(json.dumps({"latencies": latencies, "failures": failures}), flush=True)
 
@@ -91,10 +93,12 @@ class Probe:
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=HERE
         )
+        assert self.proc.stdout is not None
+        self.proc.stdout.readline()  # "ready" once its first probe is in ("" if it died)
 
     def stop(self) -> dict[str, list]:
         out, _ = self.proc.communicate("stop\n", timeout=30)
-        return json.loads(out)
+        return json.loads(out.strip().splitlines()[-1])
 
 
 # The /slow client ------------------------------------------------------------------------------
@@ -194,8 +198,7 @@ def measure(name: str, work: Workdir, rnd: int, args: argparse.Namespace) -> Bat
         for _ in range(5):
             http_get(proc.port or 0, "/fast")
         overflows_before = sum(listen_overflows())
-        probe = Probe(proc.port or 0, args.limit + 5)
-        time.sleep(0.3)  # the probe's interpreter starts and sends a few baseline probes
+        probe = Probe(proc.port or 0, args.limit + 5)  # returns once its first probe is in
         seconds, ok, errors = slow_batch(proc.port or 0, args.conns, args.limit)
         fast = probe.stop()
         overflows = sum(listen_overflows()) - overflows_before
