@@ -91,6 +91,8 @@ class Plan:
         return next((c for c in self.children.values() if c.role == "standby"), None)
 
     def _spawn(self, now: float, standby: bool = False) -> list[Action]:
+        if self.stopping:  # e.g. a standby for an app that said ready after a fatal not_found
+            return []
         self.last_gen += 1
         self.children[self.last_gen] = ChildState(
             self.last_gen, now, role="standby" if standby else "app"

@@ -120,6 +120,18 @@ def test_app_not_found_at_first_start_exits_2() -> None:
     assert plan.step(ChildExited(1, 0), 0.6) == [Exit(2)]
 
 
+def test_nothing_is_spawned_once_stopping() -> None:
+    """The app process reports not_found, then (its error page up) ready: that ready must not
+    start a standby nobody will stop, or the monitor waits for it forever."""
+    plan = Plan(graceful_timeout=5.0, standby=True)
+    plan.step(Start(), 0.0)
+    error = Message("load_error", {"kind": "not_found", "error": "nope", "paths": []})
+    plan.step(ChildMessage(1, error), 0.5)
+    assert plan.step(ChildMessage(1, READY), 0.6) == []
+    assert plan.step(Restart("SIGHUP"), 0.7) == []
+    assert plan.step(ChildExited(1, 0), 0.8) == [Exit(2)]
+
+
 def test_app_not_found_after_a_good_start_is_only_watched() -> None:
     plan = started()
     plan.step(Changes({"/p/app.py": "restart"}), 1.0)
