@@ -37,6 +37,10 @@ def bind_listener(host: str, port: int) -> socket.socket:
         sock.close()
         raise BindError(bind_error_message(exc, host, port)) from None
     sock.set_inheritable(True)
+    # Non-blocking, as gevent makes it anyway (the flag is shared by every process holding the
+    # socket): the monitor's 503 responder must never sit in accept() after an app process
+    # won the race for a connection, or it could answer a later one with a stale page.
+    sock.setblocking(False)
     return sock
 
 

@@ -1,9 +1,11 @@
 """Everything that crosses the monitor/child boundary: env var names and control messages.
 
 The monitor hands each child two inherited file descriptors (``pass_fds``): the listening socket
-and one end of a ``socketpair`` used as the control channel. Messages on it are JSON lines. The
-child writes them; the monitor writes nothing, and the channel hitting EOF tells the child that the
-monitor is gone. Stdlib only: both sides import this module, the child before gevent has patched.
+and one end of a ``socketpair`` used as the control channel. Messages on it are JSON lines both
+ways: the child reports (ready, watch, load_error, standby, restart, pin_failures), the
+monitor sends ``load`` to a standby and ``changed`` paths; the channel hitting EOF tells the
+child that the monitor is gone. Stdlib only: both sides import this module, the child before
+gevent has patched.
 """
 
 from __future__ import annotations

@@ -155,6 +155,7 @@ def test_listener_sets_nodelay_and_reuseaddr_and_is_inherited() -> None:
         assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
         assert listener.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 1
         assert listener.get_inheritable()
+        assert not listener.getblocking()  # the 503 responder must never block in accept()
         with socket.create_connection(listener.getsockname()[:2], timeout=5):
             accepted, _ = listener.accept()
             with accepted:
