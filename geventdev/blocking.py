@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-import sysconfig
 import traceback
 import warnings
 import weakref
@@ -22,16 +21,14 @@ from types import FrameType
 from typing import Any, TextIO
 
 from .loader import WSGIApp
+from .preload import OWN_DIR, interpreter_prefixes
 
 #: Seconds the hub may stay blocked before a report; gevent's default (0.1) flags a first Jinja
 #: compile. A block is certain to be seen once it lasts two periods of the monitor thread.
 DEFAULT_THRESHOLD = 0.2
 STACK_LIMIT = 8
-_LIBRARY_DIRS = tuple(
-    os.path.join(os.path.realpath(p), "")
-    for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], sys.prefix}
-)
-_OWN_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
+#: Not the user's code: the same line the watcher and the standby draw (interpreter trees, us).
+_NOT_APP = (*interpreter_prefixes(), OWN_DIR)
 
 
 def threshold_from_env(environ: Mapping[str, str] = os.environ) -> float | None:
@@ -53,7 +50,7 @@ def threshold_from_env(environ: Mapping[str, str] = os.environ) -> float | None:
 
 def is_app_file(path: str) -> bool:
     real = os.path.realpath(path)
-    return os.path.isfile(real) and not real.startswith((*_LIBRARY_DIRS, _OWN_DIR))
+    return os.path.isfile(real) and not real.startswith(_NOT_APP)
 
 
 def app_frame(frame: FrameType | None) -> FrameType | None:
