@@ -230,7 +230,7 @@ def test_git_checkout_of_200_files_is_one_restart(project: Path, dev_server) -> 
     save_then_confirm(
         server,
         project,
-        lambda: subprocess.run([*git, "checkout", "-q", "other"], cwd=project, check=True),
+        lambda where: subprocess.run([*git, "checkout", "-q", "other"], cwd=where, check=True),
     )
 
 
