@@ -98,10 +98,10 @@ def build(variant: str, listener: socket.socket, log):  # type: ignore[no-untype
         log = None if variant == "pywsgi_nolog" else log
         return WSGIServer(listener, app, log=log, handler_class=handler)
 
+    from geventdev.app.loader import load_app
+    from geventdev.app.stack import wrap_app
     from geventdev.config import Config
-    from geventdev.loader import load_app
-    from geventdev.middleware import wrap_app
-    from geventdev.server import server_class
+    from geventdev.http.server import server_class
 
     options = {
         "geventdev_nodebugger": {"debugger": False},

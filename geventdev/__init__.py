@@ -11,10 +11,16 @@ __all__ = ["Server", "ServerError", "__version__", "run", "serve"]
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
-    from .api import ServerError, run, serve
-    from .process import Server
+    from geventdev.cli.main import run
+    from geventdev.testing.api import ServerError, serve
+    from geventdev.testing.process import Server
 
-_LAZY = {"run": "api", "serve": "api", "ServerError": "api", "Server": "process"}
+_LAZY = {
+    "run": "cli.main",
+    "serve": "testing.api",
+    "ServerError": "testing.api",
+    "Server": "testing.process",
+}
 
 
 def __getattr__(name: str) -> object:

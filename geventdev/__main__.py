@@ -1,5 +1,5 @@
 """``python -m geventdev``."""
 
-from geventdev.launch import main
+from geventdev.cli.launch import main
 
 main()

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 ReloaderType = Literal["auto", "watchdog", "stat"]
+#: The env files Flask reads by default (``flask.cli.load_dotenv``), lowest precedence first.
+ENV_FILES = (".flaskenv", ".env")
 
 
 def _opt(*decls: str, help: str, envvar: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:

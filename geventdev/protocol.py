@@ -16,6 +16,13 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
+#: What a user types (and Enter) in the terminal to restart by hand, as with nodemon.
+RESTART_COMMAND = "rs"
+#: URL paths geventdev's own endpoints answer (live reload); never the app's, never logged.
+RESERVED_PREFIX = "/__geventdev__/"
+#: Modules that mean a pydevd-based debugger (VS Code's debugpy, PyCharm) is loaded.
+DEBUGGER_MODULES = ("pydevd", "debugpy", "_pydevd_bundle")
+
 ENV_LISTEN_FD = "GEVENTDEV_LISTEN_FD"
 ENV_CONTROL_FD = "GEVENTDEV_CONTROL_FD"
 ENV_CONFIG = "GEVENTDEV_CONFIG"
@@ -123,5 +130,10 @@ class Handoff:
             )
         except KeyError as exc:
             raise SystemExit(
-                f"geventdev.child is started by the geventdev monitor, not by hand ({exc} unset)."
+                f"geventdev.app is started by the geventdev monitor, not by hand ({exc} unset)."
             ) from None
+
+
+def is_restart_command(data: bytes) -> bool:
+    """Whether a line read from the terminal asks for a restart (``rs``)."""
+    return RESTART_COMMAND in data.decode(errors="replace").split()

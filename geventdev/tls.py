@@ -2,18 +2,16 @@
 
 ``--cert adhoc`` makes one throwaway self-signed certificate when the server starts and reuses it
 for every app process, so a browser's "accept the risk" survives code reloads. Stdlib only,
-except for ad-hoc certificates (werkzeug + the optional ``cryptography`` package).
+ad-hoc certificates are made by the CLI (werkzeug + the optional ``cryptography`` package).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import ssl
-import tempfile
 from importlib.util import find_spec
 
-from .config import Config
+from geventdev.config import Config
 
 
 class TLSError(Exception):
@@ -39,17 +37,6 @@ def check(config: Config) -> None:
     for path in (cert, key):
         if path and not os.path.isfile(path):
             raise TLSError(f"No such file: {path!r}.")
-
-
-def resolve(config: Config) -> Config:
-    """Replace ``adhoc`` with real files (made once, in a private temporary directory)."""
-    if config.cert != "adhoc":
-        return config
-    from werkzeug.serving import make_ssl_devcert
-
-    directory = tempfile.mkdtemp(prefix="geventdev-tls-")
-    cert, key = make_ssl_devcert(os.path.join(directory, "adhoc"), host="localhost")
-    return dataclasses.replace(config, cert=cert, key=key)
 
 
 def server_context(config: Config) -> ssl.SSLContext | None:

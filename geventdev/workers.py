@@ -16,7 +16,7 @@ from gunicorn.workers.ggevent import (  # type: ignore[import-untyped]
     PyWSGIHandler,
 )
 
-from .websockets import gevent_websocket_handler
+from geventdev.http.websockets import gevent_websocket_handler
 
 
 class GeventWebSocketWorker(GeventPyWSGIWorker):  # type: ignore[misc]

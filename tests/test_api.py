@@ -20,9 +20,9 @@ import requests
 from conftest import EXAMPLES, HELLO_APP, DevServer, geventdev_env, wait_until, write
 
 import geventdev
-from geventdev.api import config_argv
-from geventdev.cli import command, make_config
+from geventdev.cli.main import command, make_config
 from geventdev.config import Config
+from geventdev.testing.api import config_argv
 
 FACTORY_APP = """
     import os
@@ -177,7 +177,7 @@ def test_options_are_passed_explicitly(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_plugin_and_api_import_nothing_heavy() -> None:
     code = (
-        "import sys, geventdev.pytest_plugin, geventdev.api;"
+        "import sys, geventdev.testing.pytest_plugin, geventdev.testing.api;"
         "heavy = ('gevent', 'flask', 'werkzeug', 'click', 'watchdog', 'dotenv', 'requests');"
         "bad = [m for m in heavy if m in sys.modules]; assert not bad, bad"
     )

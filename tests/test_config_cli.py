@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import pytest
 
-from geventdev.cli import command, make_config
+from geventdev.cli.main import command, make_config
 from geventdev.config import Config
 from geventdev.protocol import ENV_CONFIG, ENV_CONTROL_FD, ENV_LISTEN_FD, Handoff, Message
 
@@ -120,7 +120,8 @@ def test_message_round_trip() -> None:
 
 def test_monitor_side_imports_no_gevent_and_no_flask() -> None:
     code = (
-        "import sys, geventdev.cli, geventdev.monitor, geventdev.watcher, geventdev.supervisor;"
+        "import sys, geventdev.cli.main, geventdev.monitor.loop, geventdev.monitor.watch;"
+        "import geventdev.monitor.plan;"
         "bad = [m for m in ('gevent', 'flask', 'werkzeug', 'jinja2') if m in sys.modules];"
         "assert not bad, bad"
     )
@@ -139,6 +140,6 @@ def test_package_init_is_import_light() -> None:
 def test_child_patches_before_importing_anything_heavy() -> None:
     import geventdev
 
-    source = (Path(geventdev.__file__).parent / "child.py").read_text()
+    source = (Path(geventdev.__file__).parent / "app" / "main.py").read_text()
     body = [line for line in source.split('"""', 2)[2].splitlines() if line.strip()]
     assert body[:2] == ["from gevent import monkey", "monkey.patch_all()"]

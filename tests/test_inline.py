@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import HELLO_APP, write
 
-from geventdev.launch import wants_inline
+from geventdev.cli.launch import wants_inline
 
 PATCHED_APP = (
     HELLO_APP

@@ -98,7 +98,7 @@ def test_busy_port_is_one_line(project: Path) -> None:
 def test_port_5000_busy_mentions_airplay(project: Path) -> None:
     import errno
 
-    from geventdev.listener import bind_error_message
+    from geventdev.net import bind_error_message
 
     message = bind_error_message(OSError(errno.EADDRINUSE, "in use"), "127.0.0.1", 5000)
     assert "AirPlay Receiver" in message and "\n" not in message
@@ -149,7 +149,7 @@ def test_version(project: Path) -> None:
 def test_listener_sets_nodelay_and_reuseaddr_and_is_inherited() -> None:
     """The fast path's precondition: accepted sockets inherit TCP_NODELAY from the listener
     (pywsgi writes headers and body in two sends; with Nagle every keep-alive reply waits)."""
-    from geventdev.listener import bind_listener
+    from geventdev.net import bind_listener
 
     with bind_listener("127.0.0.1", 0) as listener:
         assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1

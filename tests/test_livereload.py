@@ -16,10 +16,11 @@ from flask import Blueprint, Flask, Response, jsonify, send_file, stream_with_co
 from werkzeug.debug import DebuggedApplication
 from werkzeug.test import EnvironBuilder
 
-from geventdev import csp, notify
-from geventdev.cli import command
+from geventdev.app import notify
+from geventdev.cli.main import command
 from geventdev.config import Config
-from geventdev.livereload import EVENTS, SCRIPT, LiveReload, describe, static_folders
+from geventdev.livereload import csp
+from geventdev.livereload.middleware import EVENTS, SCRIPT, LiveReload, describe, static_folders
 
 PAGE = b"<!doctype html><html><head><title>t</title></head><body><h1>hi</h1></body></html>"
 #: What a browser sends when it opens a page.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from geventdev.loader import NoAppError, error_app, load_app, traceback_files
+from geventdev.app.loader import NoAppError, error_app, load_app, traceback_files
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The house rules, checked with the suite: ruff, mypy --strict, small modules."""
+"""The house rules, checked with the suite: ruff, mypy --strict and the import contracts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MAX_MODULE_LINES = 250
 
 
 @pytest.mark.parametrize(
@@ -28,6 +27,10 @@ def test_tool_is_clean(tool: list[str]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_no_module_is_too_long() -> None:
-    lengths = {p.name: len(p.read_text().splitlines()) for p in (ROOT / "geventdev").glob("*.py")}
-    assert {n: c for n, c in lengths.items() if c > MAX_MODULE_LINES} == {}
+def test_import_contracts_hold() -> None:
+    """The architecture (pyproject.toml's [tool.importlinter]): kernel, monitor, app, http..."""
+    lint_imports = Path(sys.executable).parent / "lint-imports"  # import-linter's command
+    result = subprocess.run(
+        [str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -26,7 +26,7 @@ from conftest import (
     write,
 )
 
-from geventdev.livereload import EVENTS
+from geventdev.livereload.middleware import EVENTS
 
 
 def test_py_edit_serves_new_code_in_a_new_process(project: Path, dev_server) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 from conftest import EXAMPLES, stays, wait_until, write
 
-from geventdev.diagnose import debugger_env
+from geventdev.monitor.envfiles import debugger_env
 
 ASYNC_APP = """
 import asyncio

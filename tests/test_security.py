@@ -15,10 +15,10 @@ import requests
 from conftest import HELLO_APP, run_cli, write
 from werkzeug.test import Client
 
+from geventdev.app.debugger import GuardedDebugger, trusted_hosts
+from geventdev.cli.banner import banner
 from geventdev.config import Config
-from geventdev.debugger import GuardedDebugger, trusted_hosts
-from geventdev.listener import is_loopback
-from geventdev.terminal import banner
+from geventdev.net import is_loopback
 
 BOOM_APP = (
     HELLO_APP

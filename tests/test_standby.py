@@ -9,7 +9,8 @@ from pathlib import Path
 from conftest import HELLO_APP, stays, wait_until, write
 
 import geventdev
-from geventdev.preload import BASELINE, interpreter_prefixes, preload, split_modules
+from geventdev.app.preload import BASELINE, preload, split_modules
+from geventdev.paths import interpreter_prefixes
 
 
 def test_a_change_activates_the_standby(project: Path, dev_server) -> None:

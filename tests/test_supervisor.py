@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from geventdev.protocol import Message
-from geventdev.supervisor import (
+from geventdev.monitor.plan import (
     KILL_GRACE,
     Activate,
     Changes,
@@ -25,6 +24,7 @@ from geventdev.supervisor import (
     Watch,
     describe_exit,
 )
+from geventdev.protocol import Message
 
 READY = Message("ready", {"pid": 1})
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import HELLO_APP, wait_until, write
 
-from geventdev.watcher import ChangeFilter, WatchdogWatcher
+from geventdev.monitor.watch import ChangeFilter, WatchdogWatcher
 
 DEBUG_APP = (
     HELLO_APP

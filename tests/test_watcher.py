@@ -17,7 +17,7 @@ from watchdog.events import (
     FileOpenedEvent,
 )
 
-from geventdev.watcher import ChangeFilter, Debouncer, WatchdogWatcher, project_root
+from geventdev.monitor.watch import ChangeFilter, Debouncer, WatchdogWatcher, project_root
 
 
 @pytest.mark.parametrize(

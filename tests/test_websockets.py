@@ -97,7 +97,7 @@ def test_socketio_round_trip_debugger_and_reconnect(
 
 
 def test_engineio_requests_only_go_to_gevent_websocket() -> None:
-    from geventdev.websockets import is_engineio_websocket
+    from geventdev.http.websockets import is_engineio_websocket
 
     upgrade = {"HTTP_UPGRADE": "websocket"}
     assert is_engineio_websocket({**upgrade, "QUERY_STRING": "EIO=4&transport=websocket&sid=a"})

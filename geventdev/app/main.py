@@ -1,4 +1,4 @@
-"""The disposable app process: ``python -m geventdev.child``, started by the monitor only.
+"""The disposable app process: ``python -m geventdev.app``, started by the monitor only.
 
 Its first statement patches, so nothing (the app, Flask, ssl, threading) is imported unpatched.
 """
@@ -20,28 +20,29 @@ import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
 from gevent.socket import wait_read  # noqa: E402
 
-from geventdev import notify  # noqa: E402
-from geventdev.config import Config  # noqa: E402
-from geventdev.fallback import is_restart_command  # noqa: E402
-from geventdev.loader import (  # noqa: E402
+from geventdev.app import notify  # noqa: E402
+from geventdev.app.loader import (  # noqa: E402
     LoadedApp,
     NoAppError,
-    WSGIApp,
     error_app,
     load_app,
     traceback_files,
 )
-from geventdev.middleware import wrap_app  # noqa: E402
-from geventdev.preload import interpreter_prefixes, preload, split_modules  # noqa: E402
+from geventdev.app.preload import preload, split_modules  # noqa: E402
+from geventdev.app.stack import wrap_app  # noqa: E402
+from geventdev.config import Config  # noqa: E402
+from geventdev.http.server import DevServer, make_server  # noqa: E402
+from geventdev.paths import interpreter_prefixes  # noqa: E402
 from geventdev.protocol import (  # noqa: E402
     ENV_FLASK_RUN_FROM_CLI,
     ENV_PIN_FAILURES,
     ENV_WERKZEUG_RUN_MAIN,
     Handoff,
     Message,
+    is_restart_command,
     iter_messages,
 )
-from geventdev.server import DevServer, make_server  # noqa: E402
+from geventdev.wsgi import WSGIApp  # noqa: E402
 
 #: On Ctrl+C (SIGINT) in-flight requests get this long, so the whole stop stays well under 3 s.
 INTERRUPT_DRAIN = 1.0

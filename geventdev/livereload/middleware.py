@@ -3,12 +3,12 @@
 HTML pages get a small script (``livereload.js``, inserted by ``inject``), tagged with this
 process's *generation* (its pid and a random token). The script keeps an ``EventSource`` open to
 ``/__geventdev__/livereload``, served here by whichever app process serves now: the first event
-names that process. A restart cuts the stream (``server.DevHandler.long_lived`` sees
+names that process. A restart cuts the stream (``http.server.DevHandler.long_lived`` sees
 ``Accept: text/event-stream``), the page reconnects, and reloads once a different generation
 answers, that is once the new code (or its error page) serves. Changes that need no restart come
-from the monitor (``notify``): CSS under a static folder is sent as ``css`` (the page swaps the
-stylesheet), anything else as ``reload``. Imports no gevent: under ``monkey.patch_all()`` the
-stdlib queue below waits cooperatively.
+from the monitor (``app.stack`` subscribes ``changed`` to ``app.notify``): CSS under a static
+folder is sent as ``css`` (the page swaps the stylesheet), anything else as ``reload``. Imports
+no gevent: under ``monkey.patch_all()`` the stdlib queue below waits cooperatively.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import notify
-from .inject import inject
-from .loader import LoadedApp, WSGIApp
+from geventdev.livereload.inject import inject
+from geventdev.protocol import RESERVED_PREFIX
+from geventdev.wsgi import WSGIApp
 
-PREFIX = "/__geventdev__/"
+PREFIX = RESERVED_PREFIX
 EVENTS = PREFIX + "livereload"
 SCRIPT = PREFIX + "livereload.js"
 JS = Path(__file__).with_name("livereload.js").read_bytes()
@@ -173,10 +173,3 @@ def wants_script(environ: dict[str, Any]) -> bool:
     if any(environ.get(name) for name in PARTIAL_HEADERS):
         return False
     return dest is None or dest in DOCUMENT_DESTS
-
-
-def wrap(app: WSGIApp, loaded: LoadedApp | None) -> WSGIApp:
-    """The app with live reload, subscribed to the monitor's no-restart changes."""
-    middleware = LiveReload(app, loaded.app if loaded is not None and loaded.is_flask else None)
-    notify.subscribe(middleware.changed)
-    return middleware

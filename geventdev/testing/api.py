@@ -1,9 +1,9 @@
-"""Start geventdev from code: ``run()`` for ``__main__`` scripts, ``serve()`` for tests and tools.
+"""Start geventdev from tests and tools: ``serve()`` runs it in a subprocess.
 
 ``serve()`` runs the real stack (``python -m geventdev``) in a subprocess in its own session, so
 the caller is never monkey-patched and the whole tree is stopped by process group. The monitor
 binds port 0 before any app process exists, so parallel test runs never race for a port. Stdlib
-only at import time (click is imported by ``run()`` only): the pytest plugin imports this module.
+only: the pytest plugin imports this module.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from .config import Config
-from .process import POLL, Server, StrPath, wait_for
+from geventdev.config import Config
+from geventdev.testing.process import POLL, Server, StrPath, wait_for
 
 #: Monitor log lines (stable, see the README) that mean the app will not serve this code.
 FAILED = re.compile(r"^ \* (App (?:failed to load|exited|was killed).*?)(?:; wait.*)?$", re.M)
@@ -40,21 +40,6 @@ class ServerError(RuntimeError):
     def __init__(self, message: str, server: Server) -> None:
         super().__init__(f"{message}\n--- geventdev log ---\n{server.log()}")
         self.server = server
-
-
-def run(target: StrPath | None = None, **options: Any) -> int:
-    """Serve ``target`` in the foreground until Ctrl+C (or SIGTERM); return the exit status.
-
-    The same server as the ``geventdev`` command: options are ``Config`` fields (``port=8000``,
-    ``reload=False``...). This process stays the plain-Python monitor; only the app processes it
-    spawns are monkey-patched. Call it from the main thread (it handles SIGINT and SIGTERM until
-    it returns, then restores the previous handlers; SIGHUP restarts the app meanwhile).
-    """
-    from .cli import serve as serve_config  # click is imported only when a server runs
-
-    if target is not None:
-        options["app"] = os.fspath(target)
-    return serve_config(Config(**options))  # the monitor restores the signal handlers it set
 
 
 def serve(

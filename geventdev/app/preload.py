@@ -15,6 +15,8 @@ import os
 import sys
 import warnings
 
+from geventdev.paths import OWN_DIR
+
 #: Imported ahead even on the very first standby, before any app has told us what it uses.
 BASELINE = (
     "flask",
@@ -25,16 +27,10 @@ BASELINE = (
     "werkzeug.debug",
     "werkzeug.debug.tbtools",
     "werkzeug.routing",
-    "geventdev.middleware",
-    "geventdev.server",
+    "geventdev.app.stack",
+    "geventdev.http.server",
 )
-SKIP = ("__main__", "__mp_main__", "geventdev.child")
-OWN_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
-
-
-def interpreter_prefixes() -> tuple[str, ...]:
-    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
-    return tuple(os.path.join(os.path.realpath(p), "") for p in prefixes)
+SKIP = ("__main__", "__mp_main__", "geventdev.app.main", "geventdev.app.__main__")
 
 
 def split_modules(prefixes: tuple[str, ...]) -> tuple[list[str], list[str]]:

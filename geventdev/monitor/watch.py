@@ -31,30 +31,65 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserverVFS
 
-from .envfiles import DEFAULT_FILES
-from .preload import interpreter_prefixes
+from geventdev.config import ENV_FILES
+from geventdev.paths import interpreter_prefixes
 
 Kind = Literal["restart", "refresh"]
 
 #: Directories never worth watching: VCS, caches, virtualenvs, dependency trees.
-IGNORED_DIRS = frozenset({
-    "__pycache__", ".git", ".hg", ".svn", ".tox", ".nox", ".venv", "venv", ".direnv",
-    "node_modules", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".idea", ".vscode",
-    "htmlcov", ".eggs", "site-packages",
-})  # fmt: skip
+IGNORED_DIRS = frozenset(
+    {
+        "__pycache__",
+        ".git",
+        ".hg",
+        ".svn",
+        ".tox",
+        ".nox",
+        ".venv",
+        "venv",
+        ".direnv",
+        "node_modules",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".idea",
+        ".vscode",
+        "htmlcov",
+        ".eggs",
+        "site-packages",
+    }
+)
 #: Editor temp files (vim's ``4913`` probe and swap files, emacs locks, JetBrains safe write),
 #: compiled files and what apps write at run time (logs, sqlite journals).
 IGNORED_FILES = (
-    "4913", "*~", ".*.sw?", ".*.sw?x", "*___jb_tmp___", "*___jb_old___", ".#*", "#*#",
-    "*.py[cod]", "*.log", "*.sqlite*", "*.db", "*.db-journal", "*.db-wal", "*.db-shm", "*.tmp",
-)  # fmt: skip
+    "4913",
+    "*~",
+    ".*.sw?",
+    ".*.sw?x",
+    "*___jb_tmp___",
+    "*___jb_old___",
+    ".#*",
+    "#*#",
+    "*.py[cod]",
+    "*.log",
+    "*.sqlite*",
+    "*.db",
+    "*.db-journal",
+    "*.db-wal",
+    "*.db-shm",
+    "*.tmp",
+)
 #: Files whose change restarts the app (the env files are re-read for every child).
-RESTART_FILES = ("*.py", *DEFAULT_FILES)
+RESTART_FILES = ("*.py", *ENV_FILES)
 #: watchdog events that mean "content changed". ``opened``/``closed_no_write`` fire when a file
 #: is merely imported (werkzeug #2603, #2945) and would loop; ``attrib`` is a bare ``touch``.
 WATCHED_EVENTS: list[type[FileSystemEvent]] = [
-    FileCreatedEvent, FileModifiedEvent, FileDeletedEvent, FileMovedEvent, FileClosedEvent,
-]  # fmt: skip
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileClosedEvent,
+]
 WATCHED_TYPES = frozenset(e.event_type for e in WATCHED_EVENTS)  # exact; the filter: isinstance
 
 

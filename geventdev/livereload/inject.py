@@ -14,8 +14,8 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
-from . import csp
-from .loader import WSGIApp
+from geventdev.livereload import csp
+from geventdev.wsgi import WSGIApp
 
 Headers = list[tuple[str, str]]
 Mode = Literal["pending", "pass", "buffer", "maybe"]

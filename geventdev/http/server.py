@@ -17,12 +17,12 @@ from gevent.exceptions import ConcurrentObjectUseError
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
-from .config import Config
-from .framing import StrictFraming
-from .livereload import PREFIX
-from .loader import WSGIApp
-from .tls import server_context
-from .websockets import gevent_websocket_handler, has_gevent_websocket, is_websocket
+from geventdev.config import Config
+from geventdev.http.framing import StrictFraming
+from geventdev.http.websockets import gevent_websocket_handler, has_gevent_websocket, is_websocket
+from geventdev.protocol import RESERVED_PREFIX
+from geventdev.tls import server_context
+from geventdev.wsgi import WSGIApp
 
 # werkzeug's colours for the access log, by status class (werkzeug/serving.py log_request).
 _STATUS_STYLE = {"1": "\x1b[1m", "3": "\x1b[32m", "4": "\x1b[1;31m", "5": "\x1b[1;35m"}
@@ -121,7 +121,7 @@ class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
         self._sendall(towrite)
 
     def log_request(self) -> None:
-        if (self.path or "").startswith(PREFIX):  # our endpoints: live reload's reconnects
+        if (self.path or "").startswith(RESERVED_PREFIX):  # our endpoints: live reload's reconnects
             return
         line = self.format_request()
         if self._client_error is not None:  # why framing refused the request

@@ -1,4 +1,5 @@
-"""The listening socket: bound once by the monitor, inherited by every app process."""
+"""The listening socket (bound once by the monitor, inherited by every app process) and what
+counts as a loopback address. Stdlib only."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The monitor's decisions, as a pure state machine: events in, actions out.
 
 ``Plan.step(event, now)`` holds every decision (when to spawn, whom to stop, when to give up);
-``monitor.Monitor`` only performs the actions. This is Django's ``tick()`` split: the logic is
+``loop.Monitor`` only performs the actions. This is Django's ``tick()`` split: the logic is
 tested without processes, clocks or signals.
 
 Restarts overlap: the new child starts on the shared socket while the old one keeps serving;
@@ -16,26 +16,109 @@ import signal
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .envfiles import DEFAULT_FILES
-from .events import (  # re-exported: the plan's vocabulary
-    Action,
-    Activate,
-    Changes,
-    ChildExited,
-    ChildMessage,
-    Event,
-    Exit,
-    Fallback,
-    Log,
-    Notify,
-    Restart,
-    Signal,
-    Spawn,
-    Start,
-    Stop,
-    Tick,
-    Watch,
-)
+from geventdev.config import ENV_FILES
+from geventdev.protocol import Message
+
+
+# Events -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Start:
+    pass
+
+
+@dataclass(frozen=True)
+class Changes:
+    """A debounced batch: path -> "restart" | "refresh"."""
+
+    paths: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ChildMessage:
+    gen: int
+    message: Message
+
+
+@dataclass(frozen=True)
+class ChildExited:
+    gen: int
+    returncode: int
+
+
+@dataclass(frozen=True)
+class Restart:
+    """A restart by hand: SIGHUP, or "rs" typed in the terminal."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    signum: int
+
+
+@dataclass(frozen=True)
+class Tick:
+    pass
+
+
+Event = Start | Changes | Restart | ChildMessage | ChildExited | Stop | Tick
+
+
+# Actions ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Spawn:
+    """Start an app process; a ``standby`` one imports libraries, then waits for ``Activate``."""
+
+    gen: int
+    standby: bool = False
+
+
+@dataclass(frozen=True)
+class Activate:
+    """Tell a warm standby to load the app and serve now."""
+
+    gen: int
+
+
+@dataclass(frozen=True)
+class Signal:
+    gen: int
+    signum: int
+
+
+@dataclass(frozen=True)
+class Log:
+    text: str
+
+
+@dataclass(frozen=True)
+class Watch:
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Tell the serving app process about files that changed without needing a restart."""
+
+    gen: int
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """No app process is alive: the monitor answers requests itself with this message.
+    A ``Spawn`` ends it (requests then wait in the backlog for the new process)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Exit:
+    code: int
+
+
+Action = Spawn | Activate | Signal | Log | Watch | Notify | Fallback | Exit
 
 #: Extra time after a drain deadline before SIGKILL (the child kills its own stragglers first).
 KILL_GRACE = 1.0
@@ -122,7 +205,7 @@ class Plan:
         first = os.path.relpath(restart[0], self.cwd)
         more = f" and {len(restart) - 1} more" if len(restart) > 1 else ""
         # Env files always restart cold: a standby's environment was fixed when it started.
-        cold = any(p in self.cold_files or os.path.basename(p) in DEFAULT_FILES for p in restart)
+        cold = any(p in self.cold_files or os.path.basename(p) in ENV_FILES for p in restart)
         reason = f" * Detected change in {first!r}{more}, restarting"
         return self._restart(reason, now, frozenset(restart), cold)
 
@@ -235,10 +318,3 @@ def describe_exit(returncode: int) -> str:
         hint = " (out of memory?)" if name == "SIGKILL" else ""
         return f"was killed by {name}{hint}"
     return f"exited with code {returncode}"
-
-
-__all__ = [
-    "Action", "Activate", "Changes", "ChildExited", "ChildMessage", "ChildState", "Event", "Exit",
-    "Fallback", "Log", "Notify", "Plan", "Restart", "Signal", "Spawn", "Start", "Stop", "Tick",
-    "Watch", "describe_exit",
-]  # fmt: skip

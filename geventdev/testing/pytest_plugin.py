@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .process import Server
+    from geventdev.testing.process import Server
 
 #: The servers a test started, so a failing test's report can show their logs.
 SERVERS = pytest.StashKey[list["Server"]]()
@@ -33,7 +33,7 @@ def gevent_server(
     the report of a failing test. Function scope: for one server shared by many tests, write a
     session-scoped fixture around ``geventdev.serve`` (see the README).
     """
-    from .api import serve
+    from geventdev.testing.api import serve
 
     started = request.node.stash.setdefault(SERVERS, [])
 

@@ -11,19 +11,20 @@ import dataclasses
 import os
 import platform
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import click
 
-from . import __version__, tls
-from .config import Config
-from .envfiles import environ_with_env_files
-from .listener import BindError, bind_listener, is_loopback
-from .monitor import Monitor
-from .terminal import banner
-from .tls import TLSError
+from geventdev import __version__, tls
+from geventdev.cli.banner import banner
+from geventdev.config import Config
+from geventdev.monitor.envfiles import environ_with_env_files
+from geventdev.monitor.loop import Monitor
+from geventdev.net import BindError, bind_listener, is_loopback
+from geventdev.tls import TLSError
 
 #: The environment as it was before any env file was read: each child's environment is rebuilt
 #: from it, so an edited or removed value in ``.env`` takes effect on the next restart.
@@ -113,6 +114,17 @@ def refuse_unsafe(config: Config) -> None:
         )
 
 
+def resolve_adhoc(config: Config) -> Config:
+    """Replace ``adhoc`` with real files (made once, in a private temporary directory)."""
+    if config.cert != "adhoc":
+        return config
+    from werkzeug.serving import make_ssl_devcert
+
+    directory = tempfile.mkdtemp(prefix="geventdev-tls-")
+    cert, key = make_ssl_devcert(os.path.join(directory, "adhoc"), host="localhost")
+    return dataclasses.replace(config, cert=cert, key=key)
+
+
 def gevent_patched() -> bool:
     """Whether this process was patched at start (``launch.py``); never patches by itself."""
     monkey = sys.modules.get("gevent.monkey")
@@ -128,7 +140,7 @@ def serve(config: Config, environ: Mapping[str, str] = ORIGINAL_ENVIRON) -> int:
     except TLSError as exc:
         click.echo(f"Error: {exc}", err=True)
         return 2
-    config = tls.resolve(config)
+    config = resolve_adhoc(config)
     try:
         listener = bind_listener(config.host, config.port)
     except BindError as exc:
@@ -138,12 +150,26 @@ def serve(config: Config, environ: Mapping[str, str] = ORIGINAL_ENVIRON) -> int:
     for line in banner(config, port, sys.stderr):
         click.echo(line, err=True)
     if not config.use_reloader and gevent_patched():
-        from .child import serve_inline  # this process patched first (launch.py)
+        # The one crossing to the app side: --no-reload serves here (launch.py patched first).
+        from geventdev.app.main import serve_inline
 
         click.echo(" * Serving from this process (--no-reload): attach debuggers here", err=True)
         return serve_inline(config, listener)
     with listener:
         return Monitor(config, listener, environ, sys.stderr).run()
+
+
+def run(target: str | os.PathLike[str] | None = None, **options: Any) -> int:
+    """Serve ``target`` in the foreground until Ctrl+C (or SIGTERM); return the exit status.
+
+    The same server as the ``geventdev`` command: options are ``Config`` fields (``port=8000``,
+    ``reload=False``...). This process stays the plain-Python monitor; only the app processes it
+    spawns are monkey-patched. Call it from the main thread (it handles SIGINT and SIGTERM until
+    it returns, then restores the previous handlers; SIGHUP restarts the app meanwhile).
+    """
+    if target is not None:
+        options["app"] = os.fspath(target)
+    return serve(Config(**options))  # the monitor restores the signal handlers it set
 
 
 def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -187,7 +213,3 @@ def command(target: str | None, **params: Any) -> None:
 
 def main() -> None:
     command.main(prog_name="geventdev")
-
-
-if __name__ == "__main__":  # ``python -m geventdev.cli``: never serves in-process (see launch.py)
-    main()

@@ -26,6 +26,6 @@ def main() -> None:
         from gevent import monkey
 
         monkey.patch_all()
-    from .cli import main as cli_main
+    from geventdev.cli.main import main as cli_main
 
     cli_main()

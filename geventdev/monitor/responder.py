@@ -1,4 +1,4 @@
-"""What the monitor does while no app process is alive: answer HTTP itself, and listen for "rs".
+"""What the monitor does while no app process is alive: answer HTTP itself.
 
 Without this, a dead app leaves requests hanging in the listen backlog of a socket that looks
 open (uvicorn #1801). The monitor answers each with a small 503 page that says why and refreshes
@@ -9,16 +9,11 @@ unpatched monitor, in daemon threads that stay idle while an app process is serv
 from __future__ import annotations
 
 import html
-import os
 import select
 import socket
 import ssl
-import sys
 import threading
-from collections.abc import Callable
 
-#: What a user types (and Enter) in the terminal to restart by hand, as with nodemon.
-RESTART_COMMAND = "rs"
 POLL = 0.2
 HEAD_TIMEOUT = 2.0
 
@@ -94,29 +89,3 @@ class FallbackResponder:
                 conn.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
-
-
-class StdinCommands:
-    """Reads "rs" from a terminal, only while no app process is alive (so never from under a
-    ``breakpoint()``: while an app process runs, that process reads the terminal itself)."""
-
-    def __init__(self, on_restart: Callable[[], None]) -> None:
-        self.on_restart = on_restart
-        self.active = threading.Event()
-        if sys.stdin is not None and sys.stdin.isatty():
-            threading.Thread(target=self._run, name="geventdev-stdin", daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            self.active.wait()
-            try:
-                readable, _, _ = select.select([sys.stdin], [], [], POLL)
-                if readable and self.active.is_set():
-                    if is_restart_command(os.read(sys.stdin.fileno(), 1024)):
-                        self.on_restart()
-            except (OSError, ValueError):
-                return
-
-
-def is_restart_command(data: bytes) -> bool:
-    return RESTART_COMMAND in data.decode(errors="replace").split()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import ModuleType, TracebackType
 from typing import Any
 
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+from geventdev.wsgi import WSGIApp
 
 DEFAULT_FILES = ("wsgi.py", "app.py")
 NOT_LOCATED = (

@@ -10,10 +10,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from . import asyncviews, diagnose, livereload
-from .blocking import BlockingAlarm, threshold_from_env
-from .config import Config
-from .loader import LoadedApp, WSGIApp
+from geventdev import asyncviews
+from geventdev.app import diagnose, notify
+from geventdev.app.blocking import BlockingAlarm, threshold_from_env
+from geventdev.app.loader import LoadedApp
+from geventdev.config import Config
+from geventdev.livereload import middleware as livereload
+from geventdev.wsgi import WSGIApp
 
 
 def prepare_flask(app: Any, config: Config) -> None:
@@ -34,7 +37,7 @@ def prepare_flask(app: Any, config: Config) -> None:
 
 def debugged(app: WSGIApp, config: Config) -> WSGIApp:
     """werkzeug's debugger, loopback-only and with a lockout that survives reloads."""
-    from .debugger import GuardedDebugger
+    from geventdev.app.debugger import GuardedDebugger
 
     return GuardedDebugger(app, config)
 
@@ -61,7 +64,10 @@ def wrap_app(loaded: LoadedApp | None, app: WSGIApp, config: Config) -> WSGIApp:
     elif config.use_debugger:
         app = debugged(app, config)
     if config.use_livereload:  # around the debugger, so its error pages get the script too
-        app = livereload.wrap(app, loaded)
+        flask_app = loaded.app if loaded is not None and loaded.is_flask else None
+        reloader = livereload.LiveReload(app, flask_app)
+        notify.subscribe(reloader.changed)  # the monitor's no-restart changes
+        app = reloader
     threshold = threshold_from_env() if config.debug else None
     if threshold is None:
         return app

@@ -1,4 +1,4 @@
-"""Start-up warnings for the classic gevent traps, each with its fix; and the debugger switch.
+"""Start-up warnings for the classic gevent traps, each with its fix.
 
 - Modules imported before ``monkey.patch_all()`` that kept a reference to an unpatched object
   (gevent's ``MonkeyPatchWarning`` finds this for ``ssl.SSLContext`` only; we look for every
@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-DEBUGGER_MODULES = ("pydevd", "debugpy", "_pydevd_bundle")
+from geventdev.protocol import DEBUGGER_MODULES
+
 _STDLIB = tuple(
     os.path.join(os.path.realpath(sysconfig.get_paths()[k]), "") for k in ("stdlib", "platstdlib")
 )
@@ -26,28 +27,6 @@ _SITE = tuple(
     os.path.join(os.path.realpath(sysconfig.get_paths()[k]), "") for k in ("purelib", "platlib")
 )
 _SKIP_PREFIXES = ("gevent", "greenlet", "geventdev", "_pydev", "pydevd", "debugpy", "zope")
-
-
-def debugger_env(
-    environ: Mapping[str, str],
-    modules: Mapping[str, object] | None = None,
-    traced: bool | None = None,
-) -> dict[str, str]:
-    """``{"GEVENT_SUPPORT": "True"}`` for a child when the calling process runs under a debugger.
-
-    pydevd (debugpy, PyCharm) reads the variable when it starts in the child, so it must be in
-    the child's environment from the start. Detected: ``pydevd``/``debugpy`` imported, or a trace
-    function set (``sys.gettrace()``: pdb-style debuggers, coverage; harmless, only pydevd reads
-    the variable). A value the user set is kept.
-    """
-    if "GEVENT_SUPPORT" in environ:
-        return {}
-    loaded = sys.modules if modules is None else modules
-    if sys.gettrace() is not None if traced is None else traced:
-        return {"GEVENT_SUPPORT": "True"}
-    if any(name in loaded for name in DEBUGGER_MODULES):
-        return {"GEVENT_SUPPORT": "True"}
-    return {}
 
 
 def _is_library_module(module: ModuleType) -> bool:

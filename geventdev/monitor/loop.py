@@ -1,7 +1,7 @@
 """The monitor: the process the user starts. Dumb and permanent.
 
 It binds the listening socket once, watches files, spawns children with the socket passed by
-``pass_fds``, and carries out what ``supervisor.Plan`` decides. It never imports gevent or the
+``pass_fds``, and carries out what ``plan.Plan`` decides. It never imports gevent or the
 user's app: watchdog's threads stay real threads and the app is imported only where it is served.
 """
 
@@ -19,13 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-from . import tls
-from .config import Config
-from .diagnose import debugger_env
-from .envfiles import env_files, environ_with_env_files
-from .fallback import FallbackResponder, StdinCommands
-from .protocol import ENV_PIN_FAILURES, Handoff, Message, iter_messages
-from .supervisor import (
+from geventdev import tls
+from geventdev.config import Config
+from geventdev.monitor.envfiles import debugger_env, env_files, environ_with_env_files
+from geventdev.monitor.plan import (
     Action,
     Activate,
     Changes,
@@ -45,10 +42,12 @@ from .supervisor import (
     Tick,
     Watch,
 )
-from .terminal import ensure_echo_on
-from .watcher import ChangeFilter, Debouncer, Kind, WatchdogWatcher, project_root
+from geventdev.monitor.responder import FallbackResponder
+from geventdev.monitor.terminal import StdinCommands, ensure_echo_on
+from geventdev.monitor.watch import ChangeFilter, Debouncer, Kind, WatchdogWatcher, project_root
+from geventdev.protocol import ENV_PIN_FAILURES, Handoff, Message, iter_messages
 
-CHILD_MODULE = "geventdev.child"
+CHILD_MODULE = "geventdev.app"
 
 
 class Monitor:

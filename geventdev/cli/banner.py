@@ -1,16 +1,14 @@
-"""What the monitor prints and how it leaves the terminal: banner, errors, echo."""
+"""What the CLI prints when the server starts: the banner, like ``flask run``'s."""
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import TextIO
 
-from .config import Config
-from .listener import is_loopback
+from geventdev.config import Config
+from geventdev.net import is_loopback
 
 
 def colour(text: str, code: str, out: TextIO) -> str:
@@ -57,24 +55,3 @@ def banner(config: Config, port: int, out: TextIO) -> list[str]:
     if config.use_reloader:
         lines.append(" * Restarting with watchdog (gevent child processes)")
     return lines
-
-
-def ensure_echo_on() -> None:
-    """Turn terminal echo back on: a child killed inside pdb leaves it off (werkzeug #1317)."""
-    try:
-        import termios
-    except ImportError:  # pragma: no cover - Windows
-        return
-    if not sys.stdin or not sys.stdin.isatty():
-        return
-    # A background process group writing terminal attributes gets SIGTTOU (Django ignores it too).
-    previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-    try:
-        attrs = termios.tcgetattr(sys.stdin)
-        if not attrs[3] & termios.ECHO:
-            attrs[3] |= termios.ECHO
-            termios.tcsetattr(sys.stdin, termios.TCSANOW, attrs)
-    except (termios.error, OSError, ValueError):
-        pass
-    finally:
-        signal.signal(signal.SIGTTOU, previous)

@@ -17,10 +17,10 @@ from typing import Any
 from werkzeug.debug import DebuggedApplication
 from werkzeug.wrappers import Request, Response
 
-from . import notify
-from .config import Config
-from .listener import is_loopback
-from .protocol import ENV_PIN_FAILURES
+from geventdev.app import notify
+from geventdev.config import Config
+from geventdev.net import is_loopback
+from geventdev.protocol import ENV_PIN_FAILURES
 
 #: werkzeug's defaults plus the loopback names ``run_simple`` would add.
 LOCAL_HOSTS = (".localhost", "127.0.0.1", "localhost", "[::1]")

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Mapping
 from types import FrameType
 from typing import Any, TextIO
 
-from .loader import WSGIApp
-from .preload import OWN_DIR, interpreter_prefixes
+from geventdev.paths import OWN_DIR, interpreter_prefixes
+from geventdev.wsgi import WSGIApp
 
 #: Seconds the hub may stay blocked before a report; gevent's default (0.1) flags a first Jinja
 #: compile. A block is certain to be seen once it lasts two periods of the monitor thread.

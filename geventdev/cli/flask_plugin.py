@@ -14,8 +14,8 @@ import click
 from click.core import ParameterSource
 from flask.cli import ScriptInfo, pass_script_info
 
-from .cli import CONTEXT, config_options, make_config, serve
-from .envfiles import without_env_files
+from geventdev.cli.main import CONTEXT, config_options, make_config, serve
+from geventdev.monitor.envfiles import without_env_files
 
 
 @click.command("gevent", context_settings=CONTEXT)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .config import Config
+from geventdev.config import Config
 
 StrPath = str | os.PathLike[str]
 
