@@ -7,6 +7,7 @@ whatever is left in the group. Every wait has a deadline. Only 127.0.0.1 is ever
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import os
 import platform
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TypeVar
+
+from geventdev.testing.process import group_members as process_group_members
 
 HOST = "127.0.0.1"
 HERE = Path(__file__).resolve().parent
@@ -180,16 +183,8 @@ def signal_group(pgid: int, signum: int) -> None:
 
 
 def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) pids whose process group is ``pgid``, the group leader first."""
-    members = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return sorted(members, key=lambda pid: (pid != pgid, pid))
+    """Live pids of process group ``pgid``, the group leader first (geventdev's own sweep)."""
+    return sorted(process_group_members(pgid), key=lambda pid: (pid != pgid, pid))
 
 
 def start_geventdev(
@@ -614,3 +609,24 @@ def run_load(port: int, conns: int, seconds: float, path: str = "/", client: str
     if client == "wrk" or (client == "auto" and wrk_path()):
         return run_wrk(port, conns, seconds, path)
     return run_python_load(port, conns, seconds, path)
+
+
+def arguments(
+    doc: str | None, servers: Sequence[str], known: Sequence[str], quick: str
+) -> argparse.ArgumentParser:
+    """The options every script shares: --rounds, --servers, --quick, --keep."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--servers", default=",".join(servers), help=f"from: {', '.join(known)}")
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    return parser
+
+
+def server_list(parser: argparse.ArgumentParser, text: str, known: Sequence[str]) -> list[str]:
+    """``--servers a,b`` as a list; an unknown name is a usage error."""
+    servers = [s for s in text.split(",") if s]
+    unknown = set(servers) - set(known)
+    if unknown:
+        parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    return servers

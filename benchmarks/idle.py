@@ -31,6 +31,7 @@ from _common import (
     CpuMeter,
     Proc,
     Workdir,
+    arguments,
     base_env,
     fmt,
     free_port,
@@ -39,6 +40,7 @@ from _common import (
     median,
     rounds,
     rss_mb,
+    server_list,
     start_geventdev,
     table,
     verdict,
@@ -261,19 +263,15 @@ def report(samples: dict[str, list[Sample]], args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = arguments(__doc__, DEFAULT.split(","), list(DESCRIPTIONS), "1 round, 5 s window")
     parser.add_argument("--window", type=float, default=10.0, help="seconds sampled")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds after the first 200")
     parser.add_argument("--edit-wait", type=float, default=2.5, help="seconds after each edit")
     parser.add_argument("--files", type=int, default=20000)
-    parser.add_argument("--servers", default=DEFAULT, help=f"from: {', '.join(DESCRIPTIONS)}")
-    parser.add_argument("--quick", action="store_true", help="1 round, 5 s window")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.window = 1, 5.0
-    servers = [s for s in args.servers.split(",") if s]
+    servers = server_list(parser, args.servers, list(DESCRIPTIONS))
     header(f"idle: {args.files} files in node_modules/ and .venv/")
     with Workdir(keep=args.keep) as work:
         for name in servers:  # one tree per server: an edit in one run cannot leak into another

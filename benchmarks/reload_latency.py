@@ -31,6 +31,7 @@ from _common import (
     PY,
     Proc,
     Workdir,
+    arguments,
     base_env,
     fmt,
     free_port,
@@ -39,6 +40,7 @@ from _common import (
     median,
     ms,
     ratio,
+    server_list,
     shuffled,
     start_geventdev,
     table,
@@ -289,26 +291,19 @@ def report(res: Results, args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    known = ("geventdev", "flask_run_debug", "werkzeug_stat", "gunicorn_reload")
+    parser = arguments(__doc__, known, known, "1 round, 2 edits, 5 s limit")
     parser.add_argument("--edits", type=int, default=3, help="edits per server per round")
     parser.add_argument("--limit", type=float, default=10.0, help="seconds before 'never'")
-    parser.add_argument("--quick", action="store_true", help="1 round, 2 edits, 5 s limit")
-    parser.add_argument(
-        "--servers",
-        default="geventdev,flask_run_debug,werkzeug_stat,gunicorn_reload",
-        help="comma-separated subset",
-    )
     parser.add_argument(
         "--geventdev-args", default="", help="extra geventdev options, e.g. '--debounce 0.02'"
     )
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.edits, args.limit = 1, 2, 5.0
     args.gap = (1.0, 2.0)
     header("reload latency: save -> new code served")
-    servers = [s for s in args.servers.split(",") if s]
+    servers = server_list(parser, args.servers, known)
     res = Results()
     with Workdir(keep=args.keep) as work:
         floor_dir = work.app_dir("floor", APP.format(token="floor"))

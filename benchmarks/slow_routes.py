@@ -34,6 +34,7 @@ from _common import (
     SLOW_APP,
     Proc,
     Workdir,
+    arguments,
     base_env,
     fmt,
     free_port,
@@ -45,6 +46,7 @@ from _common import (
     raise_nofile,
     ratio,
     rounds,
+    server_list,
     start_geventdev,
     table,
     verdict,
@@ -279,13 +281,9 @@ def report(batches: dict[str, list[Batch]], args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = arguments(__doc__, DEFAULT.split(","), list(DESCRIPTIONS), "1 round")
     parser.add_argument("--conns", type=int, default=1000)
     parser.add_argument("--limit", type=float, default=20.0, help="deadline of one batch, s")
-    parser.add_argument("--servers", default=DEFAULT, help=f"from: {', '.join(DESCRIPTIONS)}")
-    parser.add_argument("--quick", action="store_true", help="1 round")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--probe-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe_port:
@@ -295,7 +293,7 @@ def main() -> None:
         args.rounds = 1
     nofile = raise_nofile(2 * args.conns + 256)
     header(f"slow routes: {args.conns} concurrent /slow, /fast probe (fd limit {nofile})")
-    servers = [s for s in args.servers.split(",") if s]
+    servers = server_list(parser, args.servers, list(DESCRIPTIONS))
     with Workdir(keep=args.keep) as work:
         work.app_dir("app", SLOW_APP, filename="slowapp.py")
         batches = rounds(

@@ -30,6 +30,7 @@ from _common import (
     MachineMeter,
     Proc,
     Workdir,
+    arguments,
     base_env,
     fmt,
     free_port,
@@ -38,6 +39,7 @@ from _common import (
     ratio,
     rounds,
     run_load,
+    server_list,
     start_geventdev,
     table,
     verdict,
@@ -255,21 +257,14 @@ def report(runs: dict[str, list[Run]], args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = arguments(__doc__, DEFAULT.split(","), list(DESCRIPTIONS), "1 round of 3 s")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--conns", type=int, default=50)
     parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
-    parser.add_argument("--servers", default=DEFAULT, help=f"also: {', '.join(EXTRAS)}")
-    parser.add_argument("--quick", action="store_true", help="1 round of 3 s")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.seconds = 1, 3.0
-    servers = [s for s in args.servers.split(",") if s]
-    unknown = set(servers) - set(DESCRIPTIONS)
-    if unknown:
-        parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    servers = server_list(parser, args.servers, list(DESCRIPTIONS))
     header(f"throughput: hello world, {args.conns} keep-alive connections")
     with Workdir(keep=args.keep) as work:
         work.app_dir("app", HELLO_APP, filename="hello.py")

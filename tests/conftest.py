@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -78,24 +79,22 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
-class DevServer:
-    """One ``geventdev`` monitor process, started in its own session."""
+class ServerProcess:
+    """A server process started in its own session, its output in a log file: the one harness
+    for geventdev (``DevServer``) and its production peer (``Gunicorn``)."""
 
-    def __init__(
-        self, project: Path, log_path: Path, args: list[str], env: dict[str, str], stdin: Any = None
-    ):
-        self.project, self.log_path = project, log_path
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str], **popen: Any):
+        self.log_path = log_path
         self.log_file = log_path.open("wb")
+        popen.setdefault("stdin", subprocess.DEVNULL)
         self.proc = subprocess.Popen(
             args,
-            cwd=project,
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL if stdin is None else stdin,
             env=env,
             start_new_session=True,
+            **popen,
         )
-        self._url: str | None = None
 
     @property
     def pid(self) -> int:
@@ -110,6 +109,27 @@ class DevServer:
             timeout,
             f"{text!r} x{count} in the log:\n{self.log()}",
         )
+
+    def signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def wait_exit(self, timeout: float = 10.0) -> int:
+        return self.proc.wait(timeout=timeout)
+
+
+class DevServer(ServerProcess):
+    """One ``geventdev`` monitor process, started in its own session."""
+
+    def __init__(
+        self, project: Path, log_path: Path, args: list[str], env: dict[str, str], stdin: Any = None
+    ):
+        self.project = project
+        stdin = subprocess.DEVNULL if stdin is None else stdin
+        super().__init__(args, log_path, env, cwd=project, stdin=stdin)
+        self._url: str | None = None
 
     @property
     def url(self) -> str:
@@ -155,15 +175,6 @@ class DevServer:
     def child(self) -> int:
         """The one app process (waits for an overlapping restart to finish)."""
         return wait_until(lambda: len(apps := self.apps()) == 1 and apps[0], what="one app")
-
-    def signal_group(self, signum: int) -> None:
-        try:
-            os.killpg(self.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    def wait_exit(self, timeout: float = 10.0) -> int:
-        return self.proc.wait(timeout=timeout)
 
     def stop(self) -> None:
         kids = self.children()
@@ -213,6 +224,19 @@ def dev_server(project: Path, tmp_path: Path) -> Iterator[Callable[..., DevServe
         server.stop()
 
 
+#: Fixtures that start real servers or processes: a test using one is in the end-to-end tier.
+E2E_FIXTURES = frozenset({"dev_server", "gevent_server", "gunicorn", "server", "old_watchdog"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Two tiers: ``-m "not e2e"`` runs the fast unit tests (well under a minute); a test is
+    end-to-end when it uses a server fixture or is marked ``e2e`` itself."""
+    for item in items:
+        copied_example = item.path.is_relative_to(EXAMPLES)  # examples/testing: the user's copy
+        if copied_example or E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """Show each server's log when a test fails (hupper's hook)."""
@@ -223,6 +247,95 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         ):
             report.sections.append((f"geventdev log {path.name}", path.read_text(errors="replace")))
     return report
+
+
+GUNICORN = [sys.executable, "-m", "gunicorn", "-w", "1", "--no-control-socket"]
+
+
+class Gunicorn(ServerProcess):
+    """``gunicorn -w 1 ... --bind 127.0.0.1:0``, its port read from "Listening at"."""
+
+    def __init__(self, log_path: Path, args: list[str], env: dict[str, str]) -> None:
+        super().__init__([*GUNICORN, "--bind", "127.0.0.1:0", *args], log_path, env)
+        found = self.wait_for_log("Booting worker with pid: ", timeout=20)
+        match = re.search(r"Listening at: (http://\S+)", found)
+        assert match, found
+        self.url = match.group(1)
+
+    def get(self, path: str) -> requests.Response:
+        # the worker may still be importing the app: retry refused connections briefly
+        return wait_until(lambda: get_or_none(self.url + path), 15, f"GET {path}:\n{self.log()}")
+
+    def stop(self) -> None:
+        self.signal_group(signal.SIGINT)  # quick shutdown
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.signal_group(signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        self.log_file.close()
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
+    """Factory: ``gunicorn("slow", "app:app", "-k", "gevent", **env)`` (cwd = the example)."""
+    started: list[Gunicorn] = []
+
+    def start(example: str, target: str, *args: str, **env: str) -> Gunicorn:
+        log = tmp_path / f"gunicorn-{len(started)}.log"
+        chdir = ["--chdir", str(EXAMPLES / example)]
+        server = Gunicorn(log, [*chdir, *(args or ("-k", "gevent")), target], geventdev_env(**env))
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def get_or_none(url: str, timeout: float = 15) -> requests.Response | None:
+    """GET, or None while nothing listens yet."""
+    try:
+        return requests.get(url, timeout=timeout)
+    except requests.ConnectionError:
+        return None
+
+
+def port_is_free(port: int) -> bool:
+    """Nothing holds the port: we can bind it ourselves."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def port_closed(port: int) -> bool:
+    """Nobody accepts connections on the port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def recv_for(sock: socket.socket, seconds: float, until: bytes | None = None) -> bytes:
+    """What the peer sends within ``seconds``: up to its close, or until ``until`` arrives."""
+    data, deadline = b"", time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0 and (until is None or until not in data):
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        except ConnectionResetError:  # the server closed with some of our bytes unread
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def run_cli(

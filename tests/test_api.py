@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,12 +16,23 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import EXAMPLES, HELLO_APP, DevServer, geventdev_env, wait_until, write
+from conftest import (
+    EXAMPLES,
+    HELLO_APP,
+    DevServer,
+    geventdev_env,
+    port_closed,
+    wait_until,
+    write,
+)
 
 import geventdev
 from geventdev.cli.main import command, make_config
 from geventdev.config import Config
 from geventdev.testing.api import config_argv
+from geventdev.testing.process import group_members
+
+pytestmark = pytest.mark.e2e  # geventdev.serve() and run() start real servers
 
 FACTORY_APP = """
     import os
@@ -47,29 +57,8 @@ FACTORY_APP = """
 """
 
 
-def group_alive(pgid: int) -> list[int]:
-    """Live processes in process group ``pgid``, read straight from ``/proc``."""
-    alive = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            alive.append(int(stat.parent.name))
-    return alive
-
-
-def port_closed(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
-
-
 def assert_gone(pgid: int, port: int) -> None:
-    assert group_alive(pgid) == []
+    assert group_members(pgid) == []
     assert port_closed(port)
 
 
@@ -78,7 +67,7 @@ def test_serve_answers_then_leaves_nothing(project: Path, tmp_path: Path) -> Non
     with geventdev.serve("app.py", cwd=project, log_path=tmp_path / "server-0.log") as srv:
         assert srv.url == f"http://127.0.0.1:{srv.port}" and srv.port > 0
         assert requests.get(srv.url, timeout=10).text == "hello v1"
-        assert len(group_alive(srv.pid)) >= 2  # the monitor and its app process
+        assert len(group_members(srv.pid)) >= 2  # the monitor and its app process
     assert srv.returncode == 0
     assert_gone(srv.pid, srv.port)
     assert '"GET / HTTP/1.1" 200' in srv.log()
@@ -214,7 +203,7 @@ def test_run_serves_until_ctrl_c_and_exits_0(project: Path, tmp_path: Path) -> N
     )
     try:
         assert server.get("/").text == "hello v1"
-        app_processes = group_alive(server.pid)
+        app_processes = group_members(server.pid)
         server.signal_group(signal.SIGINT)
         assert server.wait_exit(timeout=10) == 0
     finally:

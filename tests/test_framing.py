@@ -21,7 +21,7 @@ from typing import NamedTuple
 import h11
 import pytest
 import simple_websocket
-from conftest import DevServer, geventdev_env, wait_until, write
+from conftest import DevServer, geventdev_env, recv_for, wait_until, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -120,18 +120,6 @@ def parse(data: bytes) -> list[Response]:
     return responses
 
 
-def receive_all(conn: socket.socket) -> bytes:
-    data = b""
-    while True:
-        try:
-            chunk = conn.recv(65536)
-        except ConnectionResetError:  # the server closed with some of our bytes unread
-            return data
-        if not chunk:
-            return data
-        data += chunk
-
-
 def exchange(srv: DevServer, payload: bytes) -> list[Response]:
     """Send ``payload`` on a new connection, end our side, and read until the server closes."""
     with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as conn:
@@ -140,7 +128,7 @@ def exchange(srv: DevServer, payload: bytes) -> list[Response]:
             conn.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):  # refused before it read everything
             pass
-        return parse(receive_all(conn))
+        return parse(recv_for(conn, 5))
 
 
 def read_response(conn: socket.socket) -> Response:
@@ -302,7 +290,7 @@ def test_slowloris_is_answered_408_within_the_header_timeout(server: DevServer) 
         elapsed = slow_send(
             conn, request("GET /ok HTTP/1.1", *(f"X-{i}: y" for i in range(9))), 0.1
         )
-        responses = parse(receive_all(conn))
+        responses = parse(recv_for(conn, 5))
     assert [r.status for r in responses] == [408] and elapsed < TIMEOUT + SLACK
     assert served(server) == before
     assert_healthy(server)
@@ -340,7 +328,7 @@ def test_a_stalled_body_fails_with_408(server: DevServer, payload: bytes) -> Non
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
         started = time.monotonic()
         conn.sendall(payload)  # and then nothing: the app's request.get_data() fails
-        responses = parse(receive_all(conn))
+        responses = parse(recv_for(conn, 5))
     assert time.monotonic() - started < TIMEOUT + SLACK
     assert [(r.status, r.headers.get("connection")) for r in responses] == [(408, "close")]
     assert (served(server) or [])[len(before) :] == ["/post"]
@@ -352,7 +340,7 @@ def test_a_stalled_unread_body_closes_after_the_response(server: DevServer) -> N
         conn.sendall(msg("POST /noread HTTP/1.1", "Host: x|Content-Length: 10", b"abc"))
         assert read_response(conn).body == b"not read"
         started = time.monotonic()
-        assert receive_all(conn) == b""  # pywsgi discards the body: that read times out too
+        assert recv_for(conn, 5) == b""  # pywsgi discards the body: that read times out too
     assert time.monotonic() - started < TIMEOUT + SLACK
     server.wait_for_log("(request body: 408 Request Timeout")
     assert_healthy(server)

@@ -11,17 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import EXAMPLES, HELLO_APP, pid_alive, run_cli, wait_until, write
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+from conftest import EXAMPLES, HELLO_APP, pid_alive, port_is_free, run_cli, wait_until, write
 
 
 def test_ctrl_c_stops_monitor_and_child_with_status_0(project: Path, dev_server) -> None:

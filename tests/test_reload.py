@@ -9,7 +9,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from conftest import (
     HELLO_APP,
     DevServer,
     geventdev_env,
+    recv_for,
     restart_count,
     save_then_confirm,
     stays,
@@ -162,21 +162,7 @@ def test_importing_and_writing_logs_and_dbs_causes_no_restart(project: Path, dev
     assert stays(lambda: restart_count(server) == 0, 0.5)
 
 
-def read_for(sock: socket.socket, seconds: float, until: str = "\0") -> str:
-    """What the peer sends within ``seconds``, or up to the moment ``until`` arrives."""
-    data, deadline = b"", time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0 and until.encode() not in data:
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data.decode()
-
-
+@pytest.mark.e2e
 def test_our_own_output_redirected_into_the_tree_is_no_change(project: Path) -> None:
     """`geventdev app.py > out.txt`: each access-log line is a write to a watched file, and
     would reload every open tab (which writes the log again: a reload loop)."""
@@ -189,13 +175,13 @@ def test_our_own_output_redirected_into_the_tree_is_no_change(project: Path) -> 
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as events:
             request = f"GET {EVENTS} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
             events.sendall(request.encode())
-            assert "event: hello" in read_for(events, 5.0, until="event: hello")
+            assert "event: hello" in recv_for(events, 5.0, until=b"event: hello").decode()
             for _ in range(5):
                 assert server.get("/").status_code == 200
-            assert "event: reload" not in read_for(events, 0.7), server.log()
+            assert "event: reload" not in recv_for(events, 0.7).decode(), server.log()
             assert server.log().count('"GET / HTTP/1.1" 200') == 6  # the log did go there
             write(project / "templates" / "index.html", "<p>v2</p>")  # yet changes still count
-            assert "event: reload" in read_for(events, 5.0, until="event: reload")
+            assert "event: reload" in recv_for(events, 5.0, until=b"event: reload").decode()
         write(app, HELLO_APP.replace("hello v1", "hello v2"))
         server.wait_for_text("/", "hello v2")
     finally:

@@ -84,6 +84,7 @@ def test_terminal_echo_is_restored_after_a_child_exits(
     wait_until(lambda: termios.tcgetattr(slave)[3] & termios.ECHO, 5, "echo to be back on")
 
 
+@pytest.mark.e2e
 def test_inotify_exhausted_falls_back_to_polling_with_a_warning(tmp_path: Path) -> None:
     """Use up this user's inotify instances for real, then watch: polling, and a warning."""
     libc = ctypes.CDLL(None, use_errno=True)

@@ -69,7 +69,7 @@ class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
         if self._requests:  # StrictFraming's count of requests started on this connection
             # Give the other connections a turn first. pywsgi serves a keep-alive request that
             # is already waiting at once, so one busy connection can be served hundreds of
-            # times in a row: p99 176 ms -> 14 ms at 50 connections (benchmarks/tail_latency.py).
+            # times in a row: p99 176 ms -> 14 ms at 50 connections (benchmarks/README.md).
             gevent.sleep(0)
         # Between requests a keep-alive connection waits here; a draining server closes those.
         self.server.idle.add(self)
