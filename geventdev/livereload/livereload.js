@@ -1,4 +1,4 @@
-/* geventdev live reload (see geventdev/livereload.py).
+/* geventdev live reload (served and injected by geventdev/livereload/middleware.py).
  *
  * The page knows which app process rendered it (data-generation). An EventSource to the app
  * says which process serves now ("hello"), and what changed without a restart ("reload",
