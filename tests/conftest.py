@@ -193,7 +193,8 @@ class DevServer(ServerProcess):
 
 def geventdev_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "WERKZEUG_"))}
-    env.update(PYTHONUNBUFFERED="1", NO_COLOR="1", PYTHONDONTWRITEBYTECODE="1", **extra)
+    # extra may override: PYTHONDONTWRITEBYTECODE="" runs with bytecode caches on, as users do.
+    env.update({"PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "PYTHONDONTWRITEBYTECODE": "1", **extra})
     return env
 
 

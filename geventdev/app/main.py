@@ -8,6 +8,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import ctypes  # noqa: E402
+import importlib  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -20,7 +21,7 @@ import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
 from gevent.socket import wait_read  # noqa: E402
 
-from geventdev.app import notify  # noqa: E402
+from geventdev.app import bytecode, notify  # noqa: E402
 from geventdev.app.loader import (  # noqa: E402
     LoadedApp,
     NoAppError,
@@ -73,6 +74,9 @@ def watch_monitor(control: socket.socket, load_now: Event) -> None:
         for message in iter_messages(control.makefile("rb")):
             if message.type == "load":
                 os.environ[ENV_PIN_FAILURES] = str(message.data.get("pin_failures", 0))
+                # Directory listings cached while waiting may predate a file just created in
+                # the same tick of the directory's mtime.
+                importlib.invalidate_caches()
                 load_now.set()
             elif message.type == "changed":
                 notify.publish(list(message.data.get("paths", ())))
@@ -145,6 +149,7 @@ def main() -> None:
     """The app process the monitor starts: tied to it, told what to do on the control channel."""
     handoff = Handoff.from_environ()
     tie_to_monitor(handoff.monitor_pid)
+    bytecode.install()  # before any of the project is imported (a standby imports libraries)
     config = Config.from_json(handoff.config_json)
     control = socket.socket(fileno=handoff.control_fd)
     listener = socket.socket(fileno=handoff.listen_fd)

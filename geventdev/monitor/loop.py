@@ -7,6 +7,8 @@ user's app: watchdog's threads stay real threads and the app is imported only wh
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 import queue
 import signal
@@ -22,6 +24,7 @@ from typing import TextIO
 from geventdev import tls
 from geventdev.config import Config
 from geventdev.monitor.envfiles import debugger_env, env_files, environ_with_env_files
+from geventdev.monitor.interpreter import interpreter_options
 from geventdev.monitor.plan import (
     Action,
     Activate,
@@ -98,6 +101,8 @@ class Monitor:
                 event = self.next_event()
                 if isinstance(event, ChildExited):
                     ensure_echo_on()
+                elif isinstance(event, Changes):
+                    forget_bytecode(event.paths)
                 self.perform(self.plan.step(event, time.monotonic()))
         finally:
             if self.watcher is not None:
@@ -184,7 +189,7 @@ class Monitor:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", CHILD_MODULE],
+                [sys.executable, *interpreter_options(sys.orig_argv), "-m", CHILD_MODULE],
                 pass_fds=(handoff.listen_fd, handoff.control_fd),
                 env=env,
             )
@@ -225,3 +230,18 @@ class Monitor:
                 proc.send_signal(signum)
             except ProcessLookupError:
                 pass
+
+
+def forget_bytecode(paths: Mapping[str, str]) -> None:
+    """Remove the cached bytecode of changed ``.py`` files, before any process imports them.
+
+    Belt and braces: the app process never writes a ``.pyc`` a same-second save could make
+    stale (``app.bytecode``), but one written before geventdev started (by ``flask run``, a
+    test run) may be. Every optimization level, with the interpreter's cache prefix.
+    """
+    for path in paths:
+        if not path.endswith(".py"):
+            continue
+        for optimization in ("", 1, 2):
+            with contextlib.suppress(OSError, ValueError, NotImplementedError):
+                os.unlink(importlib.util.cache_from_source(path, optimization=optimization))
