@@ -83,17 +83,20 @@ def test_event_paths_skip_opened_and_unwritten_closes() -> None:
     ]
 
 
-def test_debounce_waits_for_quiet_and_caps_the_wait() -> None:
-    bounce = Debouncer(quiet=0.125, cap=1.0)
+def test_debounce_waits_for_quiet_however_long_the_burst() -> None:
+    bounce = Debouncer(quiet=0.125)
     assert bounce.deadline() is None and bounce.pop_due(0.0) == {}
     bounce.add("/p/a.py", "restart", 0.0)
     bounce.add("/p/t.html", "refresh", 0.0625)
     assert bounce.pop_due(0.125) == {}
     assert bounce.deadline() == 0.1875
     assert bounce.pop_due(0.1875) == {"/p/a.py": "restart", "/p/t.html": "refresh"}
-    for i in range(32):  # a change every 62.5 ms forever: still one batch per second
+    for i in range(64):  # a change every 62.5 ms for 4 s: one batch, when it stops
         bounce.add(f"/p/m{i}.py", "restart", 2.0 + i * 0.0625)
-    assert bounce.deadline() == 3.0
+        assert bounce.pop_due(2.0 + i * 0.0625 + 0.0624) == {}
+    # the quiet spell grew with the burst: a quarter of its length, at most half a second
+    assert bounce.deadline() == 2.0 + 63 * 0.0625 + 0.5
+    assert len(bounce.pop_due(10.0)) == 64
 
 
 def test_restart_wins_over_refresh_for_the_same_path() -> None:

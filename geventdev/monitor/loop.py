@@ -114,6 +114,16 @@ class Monitor:
     def next_event(self) -> Event:
         """Block until the next event; raw file changes are debounced here into ``Changes``."""
         while True:
+            # Take every raw change already queued first: a backlog (20,000 files created at
+            # once) is not a quiet spell, however long this loop took to get to it.
+            while True:
+                try:
+                    item = self.events.get_nowait()
+                except queue.Empty:
+                    break
+                if not isinstance(item, tuple):
+                    return item
+                self.debouncer.add(item[0], item[1], time.monotonic())
             now = time.monotonic()
             batch = self.debouncer.pop_due(now)
             if batch:

@@ -165,11 +165,14 @@ class ChangeFilter:
 
 
 class Debouncer:
-    """Trailing-edge debounce: a batch is due after ``quiet`` seconds with no new path, or
-    ``cap`` seconds after its first path, whichever comes first. Driven by the caller's clock."""
+    """Trailing-edge debounce: a batch is due after a quiet spell with no new path, however long
+    the burst before it (a ``git checkout``, a code generator writing 20,000 files): one burst
+    is one restart. The quiet spell is ``quiet`` seconds, and grows with the burst (a quarter of
+    its length, up to ``max_quiet``): a burst that has run for seconds is paused by a loaded
+    machine's scheduler for longer than a keystroke burst is. Driven by the caller's clock."""
 
-    def __init__(self, quiet: float, cap: float = 1.0) -> None:
-        self.quiet, self.cap = quiet, cap
+    def __init__(self, quiet: float, max_quiet: float = 0.5) -> None:
+        self.quiet, self.max_quiet = quiet, max(quiet, max_quiet)
         self.pending: dict[str, Kind] = {}
         self.first = self.last = 0.0
 
@@ -183,7 +186,7 @@ class Debouncer:
     def deadline(self) -> float | None:
         if not self.pending:
             return None
-        return min(self.last + self.quiet, self.first + self.cap)
+        return self.last + max(self.quiet, min(self.max_quiet, (self.last - self.first) / 4))
 
     def pop_due(self, now: float) -> dict[str, Kind]:
         deadline = self.deadline()
