@@ -2,10 +2,11 @@
 
 The monitor hands each child two inherited file descriptors (``pass_fds``): the listening socket
 and one end of a ``socketpair`` used as the control channel. Messages on it are JSON lines both
-ways: the child reports (ready, watch, load_error, standby, restart, pin_failures), the
-monitor sends ``load`` to a standby and ``changed`` paths; the channel hitting EOF tells the
-child that the monitor is gone. Stdlib only: both sides import this module, the child before
-gevent has patched.
+ways: the child reports (ready, watch, load_error, standby, restart, pin_failures, draining),
+the monitor sends ``load`` to a standby, ``changed`` paths and ``drain``; the channel hitting EOF
+tells the child that the monitor is gone. Signals are left to the user (and to the app, which
+may install its own SIGTERM handler): a restart never sends one. Stdlib only: both sides import
+this module, the child before gevent has patched.
 """
 
 from __future__ import annotations
@@ -43,7 +44,16 @@ ENV_WERKZEUG_RUN_MAIN = "WERKZEUG_RUN_MAIN"
 ENV_FLASK_RUN_FROM_CLI = "FLASK_RUN_FROM_CLI"
 
 MessageType = Literal[
-    "ready", "load_error", "watch", "restart", "standby", "load", "changed", "pin_failures"
+    "ready",
+    "load_error",
+    "watch",
+    "restart",
+    "standby",
+    "load",
+    "changed",
+    "pin_failures",
+    "drain",
+    "draining",
 ]
 #: ``not_found``: the target names no module or no app (a usage error: the monitor exits at the
 #: first start). ``exception``: the user's code raised while loading (served as an error page).
@@ -65,6 +75,10 @@ class Message:
     ``load`` (to a standby: load the app and serve now; ``pin_failures``) and ``changed``
     (``paths`` changed that need no restart: templates, static files; for live reload).
     ``pin_failures``: the debugger's failed PIN count (``count``), kept across restarts.
+    The monitor sends ``drain`` (``timeout``: stop accepting, finish the requests in flight
+    within that many seconds, exit; a standby or a process still loading exits at once); the
+    child answers ``draining`` once it no longer accepts connections (also when a signal from
+    the user started the drain).
     """
 
     type: MessageType

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import DevServer, pid_alive, stays, wait_until, write
+
 from geventdev.app.bytecode import is_racy
 from geventdev.monitor.interpreter import interpreter_options
 
@@ -101,10 +101,10 @@ def test_after_restarted_every_new_connection_gets_the_new_code(project: Path, d
         size = len(server.log())
         write(app, value_app(n))
         # Poll the log tightly, then open fresh connections the moment the line is there.
-        wait_until(lambda: " * Restarted in " in server.log()[size:], 15, "Restarted")
+        wait_until(lambda s=size: " * Restarted in " in server.log()[s:], 15, "Restarted")
         answers: list[str] = []
         threads = [
-            threading.Thread(target=lambda: answers.extend(fresh_get(url) for _ in range(5)))
+            threading.Thread(target=lambda a=answers: a.extend(fresh_get(url) for _ in range(5)))
             for _ in range(4)
         ]
         for thread in threads:
@@ -147,9 +147,7 @@ def slow():
 
 
 @pytest.mark.e2e
-def test_an_app_that_owns_sigterm_loses_no_request_across_saves(
-    project: Path, dev_server
-) -> None:
+def test_an_app_that_owns_sigterm_loses_no_request_across_saves(project: Path, dev_server) -> None:
     app = write(project / "app.py", value_app(0, OWN_SIGTERM))
     server = dev_server("app.py", **CACHES_ON)
     served(server, "00")
@@ -157,7 +155,7 @@ def test_an_app_that_owns_sigterm_loses_no_request_across_saves(
         old = server.child()
         results: list[tuple[int, str]] = []
 
-        def slow() -> None:
+        def slow(results: list[tuple[int, str]] = results) -> None:
             try:
                 response = requests.get(server.url + "/slow", timeout=15)
                 results.append((response.status_code, response.text))
@@ -171,7 +169,7 @@ def test_an_app_that_owns_sigterm_loses_no_request_across_saves(
         served(server, f"{n:02d}")
         in_flight.join(timeout=20)
         assert results == [(200, f"{n - 1:02d}")], server.log()
-        wait_until(lambda: not pid_alive(old), 10, "the old process to drain and exit")
+        wait_until(lambda o=old: not pid_alive(o), 10, "the old process to drain and exit")
     # SIGTERM from the user still reaches the app's handler, as without geventdev.
     assert "Traceback" not in server.log()
 
@@ -297,10 +295,15 @@ def test_python_x_dev_and_w_reach_the_app_process(project: Path, dev_server) -> 
         (["python", "-m", "geventdev", "-X", "dev"], []),
         (["/venv/bin/geventdev", "app.py"], []),
         (["python", "-X", "dev", "-Werror", "-m", "geventdev"], ["-X", "dev", "-W", "error"]),
-        (["python", "-OO", "-bu", "-Xutf8", "script.py", "-X"], ["-O", "-O", "-b", "-u", "-X", "utf8"]),
+        (
+            ["python", "-OO", "-bu", "-Xutf8", "script.py", "-X"],
+            ["-O", "-O", "-b", "-u", "-X", "utf8"],
+        ),
         (["python", "-I", "-W", "ignore", "-c", "run()"], ["-I", "-W", "ignore"]),
-        (["python", "--check-hash-based-pycs", "always", "-i", "-x", "s.py"],
-         ["--check-hash-based-pycs", "always"]),
+        (
+            ["python", "--check-hash-based-pycs", "always", "-i", "-x", "s.py"],
+            ["--check-hash-based-pycs", "always"],
+        ),
         (["python", "-sE", "-"], ["-s", "-E"]),
     ],
 )

@@ -10,6 +10,7 @@ from geventdev.monitor.plan import (
     Changes,
     ChildExited,
     ChildMessage,
+    Drain,
     Exit,
     Fallback,
     Log,
@@ -27,6 +28,7 @@ from geventdev.monitor.plan import (
 from geventdev.protocol import Message
 
 READY = Message("ready", {"pid": 1})
+DRAINING = Message("draining", {})
 
 
 def started(now: float = 0.0) -> Plan:
@@ -40,10 +42,12 @@ def test_a_change_overlaps_the_new_child_with_the_old() -> None:
     plan = started()
     actions = plan.step(Changes({"/p/app.py": "restart"}), 10.0)
     assert actions == [Log(" * Detected change in 'app.py', restarting"), Spawn(2)]
-    # the old child keeps serving until the new one is ready, then drains
+    # the old child keeps serving until the new one is ready, then is told to drain
     actions = plan.step(ChildMessage(2, READY), 10.25)
-    assert actions == [Signal(1, signal.SIGTERM), Log(" * Restarted in 250 ms")]
+    assert actions == [Drain(1, 5.0)]
     assert plan.next_deadline() == 10.25 + 5.0 + KILL_GRACE
+    # "Restarted" once the old one no longer accepts: every new connection is the new code's
+    assert plan.step(ChildMessage(1, DRAINING), 10.26) == [Log(" * Restarted in 260 ms")]
     assert plan.step(ChildExited(1, 0), 11.0) == []
     assert plan.next_deadline() is None
 
@@ -77,12 +81,11 @@ def test_a_change_during_startup_replaces_the_starting_child() -> None:
     plan = started()
     plan.step(Changes({"/p/app.py": "restart"}), 1.0)
     actions = plan.step(Changes({"/p/app.py": "restart"}), 1.1)
-    assert Signal(2, signal.SIGTERM) in actions and actions[-1] == Spawn(3)
+    assert Drain(2, 0.0) in actions and actions[-1] == Spawn(3)
     assert plan.step(ChildMessage(2, READY), 1.2) == []  # a stale generation is ignored
-    assert plan.step(ChildMessage(3, READY), 1.3)[:2] == [
-        Signal(1, signal.SIGTERM),
-        Log(" * Restarted in 200 ms"),
-    ]
+    assert plan.step(ChildMessage(3, READY), 1.3) == [Drain(1, 5.0)]
+    assert plan.step(ChildMessage(1, DRAINING), 1.3) == []  # 2 may accept: it said ready
+    assert plan.step(ChildExited(2, 0), 1.4) == [Log(" * Restarted in 300 ms")]
 
 
 def test_a_dead_child_waits_for_a_change_without_respawning() -> None:
@@ -103,7 +106,7 @@ def test_new_code_that_dies_stops_the_old_code_too() -> None:
     assert actions == [
         Log(" * App exited with code 3; waiting for a change"),
         Fallback("App exited with code 3"),
-        Signal(1, signal.SIGTERM),
+        Drain(1, 5.0),
     ]
 
 
@@ -190,10 +193,8 @@ def test_manual_restart_overlaps_like_a_change() -> None:
     actions = plan.step(Restart("SIGHUP"), 1.0)
     assert actions == [Log(" * Restart requested (SIGHUP), restarting"), Spawn(2)]
     ready = Message("ready", {"pid": 2, "import_ms": 42})
-    assert plan.step(ChildMessage(2, ready), 1.5) == [
-        Signal(1, signal.SIGTERM),
-        Log(" * Restarted in 500 ms (import 42 ms)"),
-    ]
+    assert plan.step(ChildMessage(2, ready), 1.5) == [Drain(1, 5.0)]
+    assert plan.step(ChildExited(1, 0), 1.5) == [Log(" * Restarted in 500 ms (import 42 ms)")]
 
 
 def test_rs_typed_in_the_child_restarts() -> None:
@@ -224,9 +225,11 @@ def test_a_change_activates_the_armed_standby() -> None:
     actions = plan.step(Changes({"/p/app.py": "restart"}), 1.0)
     assert actions == [Log(" * Detected change in 'app.py', restarting"), Activate(2)]
     assert plan.step(ChildMessage(2, Message("ready", {"import_ms": 30})), 1.05) == [
-        Signal(1, signal.SIGTERM),
-        Log(" * Restarted in 50 ms (import 30 ms)"),
+        Drain(1, 5.0),
         Spawn(3, standby=True),
+    ]
+    assert plan.step(ChildMessage(1, DRAINING), 1.06) == [
+        Log(" * Restarted in 60 ms (import 30 ms)")
     ]
 
 
@@ -235,13 +238,13 @@ def test_a_standby_that_is_not_armed_yet_is_replaced_by_a_cold_start() -> None:
     plan.step(Start(), 0.0)
     plan.step(ChildMessage(1, READY), 0.0)
     actions = plan.step(Changes({"/p/app.py": "restart"}), 0.1)
-    assert actions[1:] == [Signal(2, signal.SIGTERM), Spawn(3)]
+    assert actions[1:] == [Drain(2, 0.0), Spawn(3)]
 
 
 def test_changes_to_what_the_standby_imported_restart_cold() -> None:
     plan = with_standby()
     actions = plan.step(Changes({"/p/vendored.py": "restart"}), 1.0)
-    assert actions[1:] == [Signal(2, signal.SIGTERM), Spawn(3)]
+    assert actions[1:] == [Drain(2, 0.0), Spawn(3)]
 
 
 def test_env_files_and_manual_restarts_restart_cold() -> None:
@@ -251,7 +254,7 @@ def test_env_files_and_manual_restarts_restart_cold() -> None:
         Restart("SIGHUP"),
     ):
         plan = with_standby()
-        assert plan.step(event, 1.0)[1:] == [Signal(2, signal.SIGTERM), Spawn(3)]
+        assert plan.step(event, 1.0)[1:] == [Drain(2, 0.0), Spawn(3)]
 
 
 def test_a_dead_standby_is_forgotten_quietly_and_stop_includes_it() -> None:
@@ -263,3 +266,31 @@ def test_a_dead_standby_is_forgotten_quietly_and_stop_includes_it() -> None:
         Signal(1, signal.SIGINT),
         Signal(2, signal.SIGTERM),  # the waiting standby
     ]
+
+
+def test_a_load_that_failed_is_announced_as_the_error_page_not_as_restarted() -> None:
+    plan = started()
+    plan.step(Changes({"/p/app.py": "restart"}), 1.0)
+    error = Message("load_error", {"kind": "exception", "error": "SyntaxError: x", "paths": []})
+    plan.step(ChildMessage(2, error), 1.1)
+    assert plan.step(ChildMessage(2, READY), 1.15) == [Drain(1, 5.0)]
+    assert plan.step(ChildMessage(1, DRAINING), 1.2) == [
+        Log(" * Serving the error page (switched in 200 ms)")
+    ]
+
+
+def test_a_change_before_the_old_code_stops_accepting_announces_nothing_stale() -> None:
+    plan = started()
+    plan.step(Changes({"/p/app.py": "restart"}), 1.0)
+    plan.step(ChildMessage(2, READY), 1.1)
+    plan.step(Changes({"/p/app.py": "restart"}), 1.2)  # 2 is stale already
+    assert plan.step(ChildMessage(1, DRAINING), 1.3) == []
+    assert plan.step(ChildMessage(3, READY), 1.5) == [Drain(2, 5.0)]
+    assert plan.step(ChildMessage(2, DRAINING), 1.6) == [Log(" * Restarted in 400 ms")]
+
+
+def test_with_no_older_process_restarted_is_logged_at_ready() -> None:
+    plan = started()
+    plan.step(ChildExited(1, -signal.SIGKILL), 1.0)
+    plan.step(Changes({"/p/app.py": "restart"}), 2.0)
+    assert plan.step(ChildMessage(2, READY), 2.1) == [Log(" * Restarted in 100 ms")]

@@ -1,15 +1,15 @@
 """Never cache bytecode that a save in the same second could make stale.
 
 Python trusts a ``.pyc`` when the source's mtime, in *whole seconds*, and size match the ones
-recorded in it. A restart takes ~0.1 s, so fixing a typo (``1`` -> ``2``) and saving again in the
-same second leaves a file of the same size and the same second as the one just compiled: the
-import loads the previous save's bytecode (https://github.com/python/cpython/issues/75953).
+recorded in it. A restart takes ~0.1 s, so fixing a typo (``1`` -> ``2``) and saving again in
+the same second leaves a file of the same size and the same second as the one just compiled:
+the import loads the previous save's bytecode (https://github.com/python/cpython/issues/75953).
 Git met the same problem with its index and solved it by never trusting an entry stamped in the
-second it was written ("racy git"). We do the same on the writing side: the source loader of the app process
-writes a ``.pyc`` only for a source whose mtime's second had already ended (minus a margin for
-the file system's coarse clock) when the source was stat'ed. Any later save is then stamped in a
-later second, so a cached ``.pyc`` can never be mistaken for it. Sources older than that (all but
-what was just edited) are cached as usual.
+second it was written ("racy git"). We do the same on the writing side: the app process's
+source loader writes a ``.pyc`` only for a source whose mtime's second had already ended (minus
+a margin for the file system's coarse clock) when the source was stat'ed. Any later save is
+then stamped in a later second, so a cached ``.pyc`` can never be mistaken for it. Older
+sources (all but what was just edited) are cached as usual.
 
 Public importlib API only: a ``FileFinder`` path hook with a ``SourceFileLoader`` subclass.
 """
@@ -20,7 +20,11 @@ import importlib
 import importlib.machinery
 import sys
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 #: How far a file system's timestamp may lag ``time.time()``: Linux stamps files with a coarse
 #: clock (up to a jiffy behind), network and container file systems with another machine's clock.
@@ -41,13 +45,13 @@ class ExactSourceLoader(importlib.machinery.SourceFileLoader):
 
     racy = False
 
-    def path_stats(self, path: str) -> dict[str, Any]:
+    def path_stats(self, path: str) -> Mapping[str, Any]:
         stat_time = time.time()  # before the read: any later save is stamped after this
-        stats: dict[str, Any] = super().path_stats(path)
+        stats = super().path_stats(path)
         self.racy = is_racy(stats["mtime"], stat_time)
         return stats
 
-    def set_data(self, path: str, data: bytes, *, _mode: int = 0o666) -> None:
+    def set_data(self, path: str, data: Buffer, *, _mode: int = 0o666) -> None:
         if self.racy and path.endswith(tuple(importlib.machinery.BYTECODE_SUFFIXES)):
             return
         super().set_data(path, data, _mode=_mode)

@@ -50,6 +50,11 @@ INTERRUPT_DRAIN = 1.0
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 PREFIXES = interpreter_prefixes()
+#: How a ``drain`` from the monitor is carried out: a standby just exits; ``serve`` drains.
+DRAIN: list[Callable[[float], object]] = [lambda _timeout: os._exit(0)]
+#: Set in a process the app forked (``os.fork``, ``multiprocessing``): it is not ours.
+_forked = False
+_fork_placeholders: list[int] = []
 
 
 def set_name(name: bytes) -> None:
@@ -68,10 +73,33 @@ def tie_to_monitor(monitor_pid: int) -> None:
         os._exit(1)
 
 
+def detach_forks(*fds: int) -> None:
+    """Keep a process the app forks off our listening socket and control channel.
+
+    A forked child inherits both, and gevent's hub re-initialised with our accept watcher still
+    started: it would answer requests with its (old) code, read the monitor's messages, and keep
+    the port open after geventdev exits if it blocks outside gevent. In the child, each fd now
+    names the read end of a pipe nobody writes to (same number, so the inherited watchers stay
+    valid but never fire), and nothing is sent to the monitor.
+    """
+
+    def in_child() -> None:
+        global _forked
+        _forked = True
+        read, write = os.pipe()
+        for fd in fds:
+            os.dup2(read, fd, inheritable=False)
+        _fork_placeholders.extend((read, write))  # kept open: the pipe never reads EOF
+
+    os.register_at_fork(after_in_child=in_child)
+
+
 def watch_monitor(control: socket.socket, load_now: Event) -> None:
-    """Read the monitor's messages (``load``, to a standby); EOF means the monitor is gone."""
+    """Read the monitor's messages (``load``, ``drain``); EOF means the monitor is gone."""
     try:
         for message in iter_messages(control.makefile("rb")):
+            if _forked:  # an app's forked child never reaches here: its fd is a silent pipe
+                return
             if message.type == "load":
                 os.environ[ENV_PIN_FAILURES] = str(message.data.get("pin_failures", 0))
                 # Directory listings cached while waiting may predate a file just created in
@@ -80,6 +108,8 @@ def watch_monitor(control: socket.socket, load_now: Event) -> None:
                 load_now.set()
             elif message.type == "changed":
                 notify.publish(list(message.data.get("paths", ())))
+            elif message.type == "drain":
+                gevent.spawn(DRAIN[0], float(message.data.get("timeout", 0.0)))
     except OSError:
         pass
     os._exit(1)
@@ -103,6 +133,8 @@ def read_terminal(control: socket.socket, stopping: Callable[[], bool]) -> None:
 
 
 def send(control: socket.socket | None, message: Message) -> None:
+    if _forked:  # a process the app forked speaks for nobody
+        return
     if control is None:  # serving in one process (--no-reload): say it ourselves
         report_inline(message)
         return
@@ -155,6 +187,7 @@ def main() -> None:
     listener = socket.socket(fileno=handoff.listen_fd)
     for sock in (control, listener):
         sock.set_inheritable(False)
+    detach_forks(listener.fileno(), control.fileno())
     load_now = Event()
     gevent.spawn(watch_monitor, control, load_now)
     notify.connect(lambda kind, data: send(control, Message(kind, data)))  # type: ignore[arg-type]
@@ -175,6 +208,7 @@ def serve_inline(config: Config, listener: socket.socket) -> int:
     """``--no-reload``: serve from this (already patched) process, for debuggers that cannot
     follow a child process. The CLI patched gevent before importing anything else."""
     os.environ.update({ENV_WERKZEUG_RUN_MAIN: "true", ENV_FLASK_RUN_FROM_CLI: "true"})
+    detach_forks(listener.fileno())
     serve(config, listener, None)
     exit_now()
     return 0
@@ -191,8 +225,10 @@ def serve(config: Config, listener: socket.socket, control: socket.socket | None
             os._exit(0)
         if server.draining:  # Ctrl+C reaches us twice (the terminal's group, and the monitor)
             return
-        server.drain(timeout)
+        server.drain(timeout, closed=lambda: send(control, Message("draining", {})))
         stopped.set()
+
+    DRAIN[0] = stop  # a restart: the monitor says "drain" (the app may own SIGTERM)
 
     gevent.signal_handler(signal.SIGTERM, gevent.spawn, stop, config.graceful_timeout)
     interrupt = min(INTERRUPT_DRAIN, config.graceful_timeout)
@@ -206,7 +242,7 @@ def serve(config: Config, listener: socket.socket, control: socket.socket | None
     server = started
     send(control, Message("ready", {"pid": os.getpid(), "import_ms": import_ms}))
     if control is not None and sys.stdin is not None and sys.stdin.isatty():
-        gevent.spawn(read_terminal, control, lambda: server is None or server.draining)
+        gevent.spawn(read_terminal, control, lambda: server is None or server.draining or _forked)
     stopped.wait()
 
 

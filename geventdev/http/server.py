@@ -10,6 +10,7 @@ import socket
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import gevent
@@ -201,8 +202,9 @@ class DevServer(WSGIServer):  # type: ignore[misc]
         tls_socket.settimeout(None)
         return self.handle(tls_socket, address)
 
-    def drain(self, timeout: float) -> None:
-        """Stop accepting and let requests in flight finish for up to ``timeout`` seconds.
+    def drain(self, timeout: float, closed: Callable[[], None] | None = None) -> None:
+        """Stop accepting, call ``closed`` (the monitor is told), and let requests in flight
+        finish for up to ``timeout`` seconds.
 
         Long-lived responses are cut at once. Idle keep-alive connections get ``IDLE_GRACE``
         to send one more request (answered with ``Connection: close``), then are closed: a
@@ -212,7 +214,9 @@ class DevServer(WSGIServer):  # type: ignore[misc]
         if self.draining:
             return
         self.draining = True
-        self.close()
+        self.close()  # no accept() after this: the shared socket's queue is the new process's
+        if closed is not None:
+            closed()
         now = time.monotonic()
         deadline, idle_at = now + timeout, now + min(IDLE_GRACE, timeout)
         cut: set[DevHandler] = set()  # once each: a cut greenlet may take a moment to unwind

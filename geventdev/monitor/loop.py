@@ -31,6 +31,7 @@ from geventdev.monitor.plan import (
     Changes,
     ChildExited,
     ChildMessage,
+    Drain,
     Event,
     Exit,
     Fallback,
@@ -162,6 +163,8 @@ class Monitor:
                 self.spawn(action.gen, action.standby)
             elif isinstance(action, Activate):
                 self.send(action.gen, Message("load", {"pin_failures": self.pin_failures}))
+            elif isinstance(action, Drain):
+                self.send(action.gen, Message("drain", {"timeout": action.timeout}))
             elif isinstance(action, Notify):
                 self.send(action.gen, Message("changed", {"paths": list(action.paths)}))
             elif isinstance(action, Fallback):

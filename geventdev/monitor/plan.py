@@ -5,8 +5,12 @@
 tested without processes, clocks or signals.
 
 Restarts overlap: the new child starts on the shared socket while the old one keeps serving;
-once the new one is ready, the old one is told to drain (SIGTERM) and is killed if it takes
-longer than the graceful timeout. A request is never refused because no process is listening.
+once the new one is ready, the old one is told to drain on the control channel (never with a
+signal: the app may own SIGTERM) and is killed if it takes longer than the graceful timeout. A
+request is never refused because no process is listening. " * Restarted in" is logged once every
+older app process has confirmed that it stopped accepting (or is gone): from that line on, every
+new connection is the new code's. A new process that failed to load serves the error page, and
+says so instead.
 """
 
 from __future__ import annotations
@@ -82,6 +86,15 @@ class Activate:
 
 
 @dataclass(frozen=True)
+class Drain:
+    """Tell an app process (control channel) to stop accepting, finish its requests within
+    ``timeout`` seconds and exit; a standby, or one still loading, just exits."""
+
+    gen: int
+    timeout: float
+
+
+@dataclass(frozen=True)
 class Signal:
     gen: int
     signum: int
@@ -118,7 +131,7 @@ class Exit:
     code: int
 
 
-Action = Spawn | Activate | Signal | Log | Watch | Notify | Fallback | Exit
+Action = Spawn | Activate | Drain | Signal | Log | Watch | Notify | Fallback | Exit
 
 #: Extra time after a drain deadline before SIGKILL (the child kills its own stragglers first).
 KILL_GRACE = 1.0
@@ -134,6 +147,8 @@ class ChildState:
     kill_at: float | None = None
     armed: bool = False  # a standby that has imported its libraries and waits for Activate
     preloaded: frozenset[str] = frozenset()  # project-side files a standby imported ahead
+    closed: bool = False  # confirmed ("draining") that it no longer accepts connections
+    failed: bool = False  # its load failed: it serves the error page
 
 
 @dataclass
@@ -157,6 +172,9 @@ class Plan:
     stopping: bool = False
     exit_code: int = 0
     change_at: float | None = None
+    #: (gen, line, change time): the line that says the swap to ``gen`` is done, logged once
+    #: no older app process accepts connections any more ("{ms}" becomes the time it took).
+    announce: tuple[int, str, float] | None = None
 
     def step(self, event: Event, now: float) -> list[Action]:
         handler = getattr(self, f"_on_{type(event).__name__.lower()}")
@@ -190,6 +208,25 @@ class Plan:
         child.kill_at = now + timeout + KILL_GRACE
         return [Signal(child.gen, signum)]
 
+    def _drain(self, child: ChildState, timeout: float, now: float) -> list[Action]:
+        if child.kill_at is not None:
+            return []
+        child.kill_at = now + timeout + KILL_GRACE
+        return [Drain(child.gen, timeout)]
+
+    def _announce(self, now: float) -> list[Action]:
+        """Log the swap to the newest code once no older app process accepts any more."""
+        if self.announce is None:
+            return []
+        gen, text, since = self.announce
+        if gen != self.gen:
+            self.announce = None
+            return []
+        if any(c.gen != gen and not c.closed for c in self._apps()):
+            return []
+        self.announce = None
+        return [Log(text.replace("{ms}", str(round((now - since) * 1000))))]
+
     def _on_start(self, event: Start, now: float) -> list[Action]:
         return self._spawn(now)
 
@@ -221,14 +258,14 @@ class Plan:
         actions: list[Action] = [Log(reason)]
         for child in self._apps():
             if not child.ready:  # still starting with code that is already stale
-                actions += self._stop(child, signal.SIGTERM, 0.0, now)
-        self.change_at = now
+                actions += self._drain(child, 0.0, now)
+        self.change_at, self.announce = now, None
         waiting = self._waiting()
         if waiting is not None and waiting.armed and not cold and not paths & waiting.preloaded:
             waiting.role, self.gen = "app", waiting.gen
             return [*actions, Activate(waiting.gen)]
         if waiting is not None:  # what it imported ahead may be stale: start cold
-            actions += self._stop(waiting, signal.SIGTERM, 0.0, now)
+            actions += self._drain(waiting, 0.0, now)
         return actions + self._spawn(now)
 
     def _on_childmessage(self, event: ChildMessage, now: float) -> list[Action]:
@@ -242,7 +279,11 @@ class Plan:
         if msg.type == "standby":
             child.armed, child.preloaded = True, frozenset(msg.data.get("paths", ()))
             return []
+        if msg.type == "draining":
+            child.closed = True
+            return self._announce(now)
         if msg.type == "load_error":
+            child.failed = True
             if msg.data.get("kind") == "not_found" and not self.ever_ready:
                 self.exit_code = 2
                 return [Log(f"Error: {msg.data.get('error')}"), *self._stop_all(now)]
@@ -258,12 +299,15 @@ class Plan:
         actions: list[Action] = []
         for old in self._apps():
             if old.gen != child.gen:
-                actions += self._stop(old, signal.SIGTERM, self.graceful_timeout, now)
+                actions += self._drain(old, self.graceful_timeout, now)
         if self.change_at is not None:
-            took = round((now - self.change_at) * 1000)
-            detail = f" (import {data['import_ms']} ms)" if "import_ms" in data else ""
-            actions.append(Log(f" * Restarted in {took} ms{detail}"))
-            self.change_at = None
+            if child.failed:
+                text = " * Serving the error page (switched in {ms} ms)"
+            else:
+                detail = f" (import {data['import_ms']} ms)" if "import_ms" in data else ""
+                text = " * Restarted in {ms} ms" + detail
+            self.announce, self.change_at = (child.gen, text, self.change_at), None
+            actions += self._announce(now)
         if self.standby and self.reload and self._waiting() is None:
             actions += self._spawn(now, standby=True)  # the next restart's head start
         return actions
@@ -273,12 +317,12 @@ class Plan:
         if self.stopping:
             return [Exit(self.exit_code)] if not self.children else []
         if event.gen != self.gen:
-            return []
-        self.change_at = None
+            return self._announce(now)  # an old process gone: maybe the last one accepting
+        self.change_at, self.announce = None, None
         what = f"App {describe_exit(event.returncode)}"
         actions: list[Action] = [Log(f" * {what}; waiting for a change"), Fallback(what)]
         for old in self._apps():  # the newest code is dead: stop serving older code
-            actions += self._stop(old, signal.SIGTERM, self.graceful_timeout, now)
+            actions += self._drain(old, self.graceful_timeout, now)
         return actions
 
     def _on_stop(self, event: Stop, now: float) -> list[Action]:
