@@ -139,10 +139,13 @@ def test_restart_log_reports_import_time(project: Path, dev_server) -> None:
 
 
 def test_reloads_under_load_lose_no_request(project: Path, dev_server) -> None:
-    """Steady traffic from several keep-alive clients while the app restarts again and again."""
+    """Steady traffic from several keep-alive clients while the app restarts again and again,
+    as users run: bytecode caches on, and same-size saves, each as soon as the previous one is
+    served, so that several land inside one second. After each " * Restarted in", a new
+    connection gets exactly what was saved."""
     reloads = int(os.environ.get("GEVENTDEV_SOAK_RELOADS", "15"))
     app = write(project / "app.py", HELLO_APP)
-    server = dev_server("app.py")
+    server = dev_server("app.py", PYTHONDONTWRITEBYTECODE="")
     server.get("/")
     stop = threading.Event()
     failures: list[str] = []
@@ -163,13 +166,21 @@ def test_reloads_under_load_lose_no_request(project: Path, dev_server) -> None:
     for thread in threads:
         thread.start()
     try:
+        seconds = []
         for n in range(1, reloads + 1):
-            write(app, HELLO_APP.replace("hello v1", f"version {n}"))
+            if n % 2:  # every other save: a warm restart at the top of a second, so that the
+                server.standby()  # next save, at once after it, lands in the same second
+                wait_until(lambda: time.time() % 1 < 0.05, what="the top of a second")
+            write(app, HELLO_APP.replace("hello v1", f"version {n:03d}"))
+            seconds.append(int(app.stat().st_mtime))
             server.wait_for_log(" * Restarted in ", count=n, timeout=20)
+            fresh = requests.get(server.url + "/", headers={"Connection": "close"}, timeout=15)
+            assert fresh.text == f"version {n:03d}", server.log()
+        assert len(set(seconds)) < reloads, seconds  # some saves did land inside one second
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=20)
     assert failures == []
     assert min(counts) > reloads
-    assert server.get("/").text == f"version {reloads}"
+    assert server.get("/").text == f"version {reloads:03d}"

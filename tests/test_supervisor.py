@@ -238,13 +238,13 @@ def test_a_standby_that_is_not_armed_yet_is_replaced_by_a_cold_start() -> None:
     plan.step(Start(), 0.0)
     plan.step(ChildMessage(1, READY), 0.0)
     actions = plan.step(Changes({"/p/app.py": "restart"}), 0.1)
-    assert actions[1:] == [Drain(2, 0.0), Spawn(3)]
+    assert actions[1:] == [Signal(2, signal.SIGKILL), Spawn(3)]
 
 
 def test_changes_to_what_the_standby_imported_restart_cold() -> None:
     plan = with_standby()
     actions = plan.step(Changes({"/p/vendored.py": "restart"}), 1.0)
-    assert actions[1:] == [Drain(2, 0.0), Spawn(3)]
+    assert actions[1:] == [Signal(2, signal.SIGKILL), Spawn(3)]
 
 
 def test_env_files_and_manual_restarts_restart_cold() -> None:
@@ -254,7 +254,7 @@ def test_env_files_and_manual_restarts_restart_cold() -> None:
         Restart("SIGHUP"),
     ):
         plan = with_standby()
-        assert plan.step(event, 1.0)[1:] == [Drain(2, 0.0), Spawn(3)]
+        assert plan.step(event, 1.0)[1:] == [Signal(2, signal.SIGKILL), Spawn(3)]
 
 
 def test_a_dead_standby_is_forgotten_quietly_and_stop_includes_it() -> None:

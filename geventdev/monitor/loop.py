@@ -214,7 +214,8 @@ class Monitor:
         threading.Thread(target=self.wait_exit, args=(gen, proc), daemon=True).start()
 
     def read_messages(self, gen: int, control: socket.socket) -> None:
-        with control, control.makefile("rb") as stream:
+        with control, control.makefile("rb") as stream, contextlib.suppress(OSError):
+            # OSError: a child killed with a message unread resets the channel; its exit follows.
             for message in iter_messages(stream):
                 if message.type == "watch" and message.data.get("modules"):
                     self.preload = tuple(message.data["modules"])

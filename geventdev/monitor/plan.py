@@ -264,8 +264,12 @@ class Plan:
         if waiting is not None and waiting.armed and not cold and not paths & waiting.preloaded:
             waiting.role, self.gen = "app", waiting.gen
             return [*actions, Activate(waiting.gen)]
-        if waiting is not None:  # what it imported ahead may be stale: start cold
-            actions += self._drain(waiting, 0.0, now)
+        if waiting is not None and waiting.kill_at is None:
+            # What it imported ahead may be stale: start cold. It holds no request and none of
+            # the app's code, and may still be importing (deaf to the control channel): kill it
+            # now, and leave the machine's cores to the cold start.
+            waiting.kill_at = INF
+            actions.append(Signal(waiting.gen, signal.SIGKILL))
         return actions + self._spawn(now)
 
     def _on_childmessage(self, event: ChildMessage, now: float) -> list[Action]:
