@@ -86,7 +86,7 @@ def test_same_size_saves_within_one_second_are_each_served(
             break
     assert raced, "no two saves landed in one second (machine too slow?)"
     # Caches were on: what was not just saved is cached as usual.
-    assert [p.name.split(".")[0] for p in (project / "__pycache__").iterdir()] == ["helper"]
+    assert "helper" in [p.name.split(".")[0] for p in (project / "__pycache__").iterdir()]
 
 
 # 2. "Restarted" means new connections get the new code -------------------------------------------
