@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import py_compile
 import signal
 import socket
 import subprocess
@@ -87,6 +88,29 @@ def test_same_size_saves_within_one_second_are_each_served(
     assert raced, "no two saves landed in one second (machine too slow?)"
     # Caches were on: what was not just saved is cached as usual.
     assert "helper" in [p.name.split(".")[0] for p in (project / "__pycache__").iterdir()]
+
+
+@pytest.mark.e2e
+def test_a_pyc_another_tool_wrote_in_the_same_second_is_forgotten(
+    project: Path, dev_server
+) -> None:
+    """``compileall``, a test run or ``flask run`` writes bytecode with Python's own loader, racy
+    or not; the monitor removes the cached bytecode of every .py that changes."""
+    app = write(project / "app.py", value_app(0))
+    server = dev_server("app.py", **CACHES_ON)
+    served(server, "00")
+    raced = False
+    for n in range(1, 5):  # until the two saves of a round land in one second
+        wait_until(lambda: time.time() % 1 < 0.05, what="the top of a second")
+        write(app, value_app(2 * n - 1))
+        first = int(app.stat().st_mtime)
+        py_compile.compile(str(app), doraise=True)  # what another tool leaves behind
+        served(server, f"{2 * n - 1:02d}")
+        write(app, value_app(2 * n))
+        served(server, f"{2 * n:02d}")
+        if raced := first == int(app.stat().st_mtime):
+            break
+    assert raced, "no two saves landed in one second (machine too slow?)"
 
 
 # 2. "Restarted" means new connections get the new code -------------------------------------------

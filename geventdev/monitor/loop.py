@@ -251,11 +251,10 @@ def forget_bytecode(paths: Mapping[str, str]) -> None:
 
     Belt and braces: the app process never writes a ``.pyc`` a same-second save could make
     stale (``app.bytecode``), but one written before geventdev started (by ``flask run``, a
-    test run) may be. Every optimization level, with the interpreter's cache prefix.
+    test run) may be. The app process runs with our interpreter options (``-O`` included), so
+    the file it would read is the one ``cache_from_source`` names here.
     """
     for path in paths:
-        if not path.endswith(".py"):
-            continue
-        for optimization in ("", 1, 2):
+        if path.endswith(".py"):
             with contextlib.suppress(OSError, ValueError, NotImplementedError):
-                os.unlink(importlib.util.cache_from_source(path, optimization=optimization))
+                os.unlink(importlib.util.cache_from_source(path))
