@@ -7,7 +7,6 @@ import json
 import os
 import py_compile
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import DevServer, pid_alive, stays, wait_until, write
+from conftest import DevServer, pid_alive, port_is_free, stays, wait_until, write
 
 from geventdev.app.bytecode import is_racy
 from geventdev.monitor.interpreter import interpreter_options
@@ -61,7 +60,6 @@ def served(server: DevServer, text: str, timeout: float = 6.0) -> None:
 
 
 # 1. Stale bytecode -----------------------------------------------------------------------------
-@pytest.mark.e2e
 @pytest.mark.parametrize("options", [(), ("--no-standby",), ("--reloader-type", "stat")])
 def test_same_size_saves_within_one_second_are_each_served(
     project: Path, dev_server, options: tuple[str, ...]
@@ -90,7 +88,6 @@ def test_same_size_saves_within_one_second_are_each_served(
     assert "helper" in [p.name.split(".")[0] for p in (project / "__pycache__").iterdir()]
 
 
-@pytest.mark.e2e
 def test_a_pyc_another_tool_wrote_in_the_same_second_is_forgotten(
     project: Path, dev_server
 ) -> None:
@@ -114,7 +111,6 @@ def test_a_pyc_another_tool_wrote_in_the_same_second_is_forgotten(
 
 
 # 2. "Restarted" means new connections get the new code -------------------------------------------
-@pytest.mark.e2e
 def test_after_restarted_every_new_connection_gets_the_new_code(project: Path, dev_server) -> None:
     app = write(project / "app.py", value_app(0))
     server = dev_server("app.py", **CACHES_ON)
@@ -139,7 +135,6 @@ def test_after_restarted_every_new_connection_gets_the_new_code(project: Path, d
     assert wrong == [], server.log()
 
 
-@pytest.mark.e2e
 def test_a_save_that_fails_to_load_is_not_restarted(project: Path, dev_server) -> None:
     app = write(project / "app.py", value_app(0))
     server = dev_server("app.py", **CACHES_ON)
@@ -170,7 +165,6 @@ def slow():
 """
 
 
-@pytest.mark.e2e
 def test_an_app_that_owns_sigterm_loses_no_request_across_saves(project: Path, dev_server) -> None:
     app = write(project / "app.py", value_app(0, OWN_SIGTERM))
     server = dev_server("app.py", **CACHES_ON)
@@ -198,7 +192,6 @@ def test_an_app_that_owns_sigterm_loses_no_request_across_saves(project: Path, d
     assert "Traceback" not in server.log()
 
 
-@pytest.mark.e2e
 def test_sigterm_from_the_user_still_stops_the_app_process_gracefully(
     project: Path, dev_server
 ) -> None:
@@ -245,7 +238,6 @@ def fork_blocked():
 """
 
 
-@pytest.mark.e2e
 def test_forked_children_never_serve_nor_hold_the_port(project: Path, dev_server) -> None:
     write(project / "app.py", value_app(0, FORKING))
     server = dev_server("app.py", **CACHES_ON)
@@ -257,10 +249,7 @@ def test_forked_children_never_serve_nor_hold_the_port(project: Path, dev_server
         assert answers == [app_pid] * 40
         port = server.port
         server.stop()
-        with socket.socket() as probe:  # the port is free at once: nobody listens on it
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(("127.0.0.1", port))
-            probe.listen()
+        assert port_is_free(port)  # at once: no forked child holds it
     finally:
         for pid in forked:
             if pid_alive(pid):
@@ -268,7 +257,6 @@ def test_forked_children_never_serve_nor_hold_the_port(project: Path, dev_server
 
 
 # 8. A burst is one restart, however long ---------------------------------------------------------
-@pytest.mark.e2e
 def test_a_long_burst_of_thousands_of_files_is_one_restart(project: Path, dev_server) -> None:
     write(project / "app.py", value_app(0))
     server = dev_server("app.py", **CACHES_ON)
@@ -297,7 +285,6 @@ def flags():
 """
 
 
-@pytest.mark.e2e
 def test_python_x_dev_and_w_reach_the_app_process(project: Path, dev_server) -> None:
     app = write(project / "app.py", value_app(0, FLAGS))
     python = [sys.executable, "-X", "dev", "-W", "error::DeprecationWarning"]
