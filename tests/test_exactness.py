@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import DevServer, pid_alive, port_is_free, stays, wait_until, write
+from watchdog.events import FileSystemEventHandler
+from watchdog.observers import Observer
 
 from geventdev.app.bytecode import is_racy
 from geventdev.monitor.interpreter import interpreter_options
@@ -86,6 +88,43 @@ def test_same_size_saves_within_one_second_are_each_served(
     assert raced, "no two saves landed in one second (machine too slow?)"
     # Caches were on: what was not just saved is cached as usual.
     assert "helper" in [p.name.split(".")[0] for p in (project / "__pycache__").iterdir()]
+
+
+#: Generated code that takes a few tenths of a second to compile.
+BIG_BODY = "".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(3000))
+
+
+def test_a_save_while_the_previous_one_compiles_is_served(project: Path, dev_server) -> None:
+    """The process loading save '1' of a big module is still compiling it when save '2' lands
+    in the same second (the monitor has nothing to forget yet); it must not leave bytecode that
+    the next process takes for save '2'."""
+    big = write(project / "big.py", 'VALUE = "00"\n' + BIG_BODY)
+    write(project / "app.py", value_app(0, "import big\nVALUE = big.VALUE\n"))
+    server = dev_server("app.py", **CACHES_ON)
+    served(server, "00", timeout=20)
+    read = threading.Event()  # a process has read big.py (inotify: closed without writing)
+    handler = FileSystemEventHandler()
+    handler.on_closed_no_write = lambda e: read.set() if e.src_path == str(big) else None
+    observer = Observer()
+    observer.schedule(handler, str(project), recursive=False)
+    observer.start()
+    raced = False
+    try:
+        for n in range(1, 4):  # until the two saves of a round land in one second
+            server.standby()
+            wait_until(lambda: time.time() % 1 < 0.05, what="the top of a second")
+            read.clear()
+            write(big, f'VALUE = "{2 * n - 1:02d}"\n' + BIG_BODY)
+            first = int(big.stat().st_mtime)
+            wait_until(read.is_set, 5, "the app process to read save 1")
+            write(big, f'VALUE = "{2 * n:02d}"\n' + BIG_BODY)  # while save 1 compiles
+            served(server, f"{2 * n:02d}", timeout=10)
+            if raced := first == int(big.stat().st_mtime):
+                break
+    finally:
+        observer.stop()
+        observer.join(timeout=5)
+    assert raced, "no two saves landed in one second (machine too slow?)"
 
 
 def test_a_pyc_another_tool_wrote_in_the_same_second_is_forgotten(
