@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -199,14 +200,18 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # "exit cleanly on SIGTER
 
 @app.route("/slow")
 def slow():
+    open(os.environ["SLOW_MARK"], "a").close()  # the test knows the request is in our hands
     time.sleep(1.0)
     return VALUE
 """
 
 
-def test_an_app_that_owns_sigterm_loses_no_request_across_saves(project: Path, dev_server) -> None:
+def test_an_app_that_owns_sigterm_loses_no_request_across_saves(
+    project: Path, dev_server, tmp_path: Path
+) -> None:
     app = write(project / "app.py", value_app(0, OWN_SIGTERM))
-    server = dev_server("app.py", **CACHES_ON)
+    mark = tmp_path / "slow-started"
+    server = dev_server("app.py", SLOW_MARK=str(mark), **CACHES_ON)
     served(server, "00")
     for n in range(1, 4):
         old = server.child()
@@ -219,9 +224,10 @@ def test_an_app_that_owns_sigterm_loses_no_request_across_saves(project: Path, d
             except requests.RequestException as exc:
                 results.append((0, repr(exc)))
 
+        mark.unlink(missing_ok=True)
         in_flight = threading.Thread(target=slow)
         in_flight.start()
-        time.sleep(0.2)  # the request is in the old process's hands when the save lands
+        wait_until(mark.exists, 10, "the request in the old process's hands")
         write(app, value_app(n, OWN_SIGTERM))
         served(server, f"{n:02d}")
         in_flight.join(timeout=20)
@@ -232,13 +238,19 @@ def test_an_app_that_owns_sigterm_loses_no_request_across_saves(project: Path, d
 
 
 def test_sigterm_from_the_user_still_stops_the_app_process_gracefully(
-    project: Path, dev_server
+    project: Path, dev_server, tmp_path: Path
 ) -> None:
+    """Without a handler of the app's, a SIGTERM from the user drains the app process: the
+    request in flight is answered, then it exits."""
     write(project / "app.py", value_app(0, OWN_SIGTERM.replace("signal.signal", "# ")))
-    server = dev_server("app.py", **CACHES_ON)
+    mark = tmp_path / "slow-started"
+    server = dev_server("app.py", SLOW_MARK=str(mark), **CACHES_ON)
     served(server, "00")
-    child = server.child()
-    os.kill(child, signal.SIGTERM)
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(server.get, "/slow")
+        wait_until(mark.exists, 10, "the request in the app's hands")
+        os.kill(server.child(), signal.SIGTERM)
+        assert (slow.result().status_code, slow.result().text) == (200, "00")
     server.wait_for_log(" * App exited with code 0; waiting for a change")
 
 
@@ -307,7 +319,7 @@ def test_a_long_burst_of_thousands_of_files_is_one_restart(project: Path, dev_se
         for _ in range(20):
             (generated / f"m{count}.py").write_text(f"X = {count}\n")
             count += 1
-        time.sleep(0.005)
+        time.sleep(0.005)  # a generator's pace: one long burst, never a quiet spell
     server.wait_for_log(" * Restarted in ")
     assert stays(lambda: server.log().count(" * Detected change in ") == 1, 1.5), server.log()
     assert "more, restarting" in server.log()
