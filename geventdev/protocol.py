@@ -2,11 +2,11 @@
 
 The monitor hands each child two inherited file descriptors (``pass_fds``): the listening socket
 and one end of a ``socketpair`` used as the control channel. Messages on it are JSON lines both
-ways: the child reports (ready, watch, load_error, standby, restart, pin_failures, draining),
-the monitor sends ``load`` to a standby, ``changed`` paths and ``drain``; the channel hitting EOF
-tells the child that the monitor is gone. Signals are left to the user (and to the app, which
-may install its own SIGTERM handler): a restart never sends one. Stdlib only: both sides import
-this module, the child before gevent has patched.
+ways: the child reports (ready, watch, load_error, standby, restart, pin_failures, draining,
+debug_pin), the monitor sends ``load`` to a standby, ``changed`` paths, ``drain`` and
+``pin_failures``; the channel hitting EOF tells the child that the monitor is gone. Signals are
+left to the user (and to the app, which may install its own SIGTERM handler): a restart never
+sends one. Stdlib only: both sides import this module, the child before gevent has patched.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ ENV_CHILD = "GEVENTDEV_CHILD"
 
 #: Failed debugger PIN attempts so far, across app processes (read by ``debugger.py``).
 ENV_PIN_FAILURES = "GEVENTDEV_PIN_FAILURES"
+#: "PIN|cookie name" of the server run's first debugger: every later app process (error pages
+#: too) uses the same, so a PIN entered once keeps working (read by ``debugger.py``).
+ENV_DEBUG_PIN = "GEVENTDEV_DEBUG_PIN"
 #: Set for the app: werkzeug prints the debugger PIN only when this is "true", and the idiom
 #: ``if os.environ.get("WERKZEUG_RUN_MAIN") == "true": start_scheduler()`` keeps working.
 ENV_WERKZEUG_RUN_MAIN = "WERKZEUG_RUN_MAIN"
@@ -54,6 +57,7 @@ MessageType = Literal[
     "pin_failures",
     "drain",
     "draining",
+    "debug_pin",
 ]
 #: ``not_found``: the target names no module or no app (a usage error: the monitor exits at the
 #: first start). ``exception``: the user's code raised while loading (served as an error page).

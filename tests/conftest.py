@@ -28,6 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 
+#: Seconds a server gets to exit after Ctrl+C before the harness kills it and fails the test.
+STOP_DEADLINE = 5.0
+#: Seconds app processes may outlive their monitor (the kernel's PDEATHSIG is asynchronous).
+CHILD_GRACE = 2.0
+
+
 def wait_until(predicate: Callable[[], T], timeout: float = 15.0, what: str = "condition") -> T:
     """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -95,6 +101,7 @@ class ServerProcess:
             start_new_session=True,
             **popen,
         )
+        self.stop_seconds: float | None = None  # how long the last stop() took, if it exited
 
     @property
     def pid(self) -> int:
@@ -176,19 +183,43 @@ class DevServer(ServerProcess):
         """The one app process (waits for an overlapping restart to finish)."""
         return wait_until(lambda: len(apps := self.apps()) == 1 and apps[0], what="one app")
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_DEADLINE) -> None:
+        """Ctrl+C to the group; the server must exit by itself within ``timeout`` seconds, and
+        leave no app process behind. If it does not, it is killed (the test run stays clean)
+        and the test FAILS: a SIGKILL must never hide a hang (issue 12)."""
         kids = self.children()
+        problems = []
         if self.proc.poll() is None:
             self.signal_group(signal.SIGINT)  # what Ctrl+C in a terminal does
+            started = time.monotonic()
             try:
-                self.proc.wait(timeout=5)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                problems.append(f"the server did not exit within {timeout} s of Ctrl+C (SIGINT)")
                 self.signal_group(signal.SIGKILL)
                 self.proc.wait(timeout=5)
-        for pid in kids:  # never leave a child behind, even when a test failed halfway
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
+            else:
+                self.stop_seconds = time.monotonic() - started
+        # App processes end with the monitor (PR_SET_PDEATHSIG for one it could not stop).
+        if not stays_false(lambda: any(pid_alive(pid) for pid in kids), CHILD_GRACE):
+            left = [pid for pid in kids if pid_alive(pid)]
+            problems.append(f"app processes {left} outlived the monitor by {CHILD_GRACE} s")
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         self.log_file.close()
+        if problems:
+            raise AssertionError("; ".join(problems) + f" (killed). Log:\n{self.log()}")
+
+
+def stays_false(predicate: Callable[[], bool], within: float) -> bool:
+    """True once ``predicate`` is false, polling for up to ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def geventdev_env(**extra: str) -> dict[str, str]:
@@ -221,8 +252,14 @@ def dev_server(project: Path, tmp_path: Path) -> Iterator[Callable[..., DevServe
         return server
 
     yield start
-    for server in servers:
-        server.stop()
+    failures = []
+    for server in servers:  # stop every one, then report the ones that had to be killed
+        try:
+            server.stop()
+        except AssertionError as exc:
+            failures.append(str(exc))
+    if failures:
+        pytest.fail("\n\n".join(failures), pytrace=False)
 
 
 #: Fixtures that start real servers or processes: a test using one is in the end-to-end tier.

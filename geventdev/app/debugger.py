@@ -14,13 +14,13 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from werkzeug.debug import DebuggedApplication
+from werkzeug.debug import DebuggedApplication, get_pin_and_cookie_name
 from werkzeug.wrappers import Request, Response
 
 from geventdev.app import notify
 from geventdev.config import Config
 from geventdev.net import is_loopback
-from geventdev.protocol import ENV_PIN_FAILURES
+from geventdev.protocol import ENV_DEBUG_PIN, ENV_PIN_FAILURES
 
 #: werkzeug's defaults plus the loopback names ``run_simple`` would add.
 LOCAL_HOSTS = (".localhost", "127.0.0.1", "localhost", "[::1]")
@@ -29,6 +29,7 @@ FORBIDDEN = (
     "Start geventdev with --debugger-remote to let other machines use them (dangerous: whoever\n"
     "gets the PIN can run code on this machine).\n"
 )
+DRAINING = "This app process is restarting; enter the PIN again in a moment.\n"
 
 
 def trusted_hosts(host: str) -> list[str]:
@@ -55,13 +56,25 @@ def released(environ: dict[str, Any], body: Iterable[bytes]) -> Iterator[bytes]:
 
 
 class GuardedDebugger(DebuggedApplication):
-    """``DebuggedApplication`` that refuses remote peers and shares its PIN lockout."""
+    """``DebuggedApplication`` that refuses remote peers, shares its PIN lockout and keeps one
+    PIN for the whole server run."""
 
     def __init__(self, app: Any, config: Config) -> None:
+        handed = handed_pin(app)
+        if handed is not None:  # before werkzeug's __init__, which prints the PIN
+            self._pin, self._pin_cookie = handed
         super().__init__(app, evalex=True)
         self.allow_remote = config.debugger_remote
         self.trusted_hosts = trusted_hosts(config.host)
-        self._failed_pin_auth.value = min(int(os.environ.get(ENV_PIN_FAILURES) or 0), 255)
+        self.share_failures(int(os.environ.get(ENV_PIN_FAILURES) or 0))
+        notify.on_pin_failures(self.share_failures)
+        if handed is None and self.pin is not None:  # the first one: every later one uses it
+            notify.tell_monitor("debug_pin", {"pin": self.pin, "cookie": self.pin_cookie_name})
+
+    def share_failures(self, count: int) -> None:
+        """The count across every app process (from the monitor): it only grows, but for a
+        right PIN, which resets it everywhere."""
+        self._failed_pin_auth.value = min(count, 255)
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -83,15 +96,32 @@ class GuardedDebugger(DebuggedApplication):
         return bool(self.console_path and request.path == self.console_path)
 
     def pin_auth(self, request: Request) -> Response:
+        if notify.draining():
+            # A process on its way out evaluates no PIN: its count may already be behind the
+            # new process's, and guesses spread over both would pass the lockout (issue 12).
+            return Response(DRAINING, status=503, mimetype="text/plain")
         before = self._failed_pin_auth.value
         response: Response = super().pin_auth(request)
         if self._failed_pin_auth.value < before:  # a right PIN resets; failures are told below
-            notify.tell_monitor("pin_failures", {"count": self._failed_pin_auth.value})
+            notify.tell_monitor("pin_failures", {"reset": True})
         return response
 
     def _fail_pin_auth(self) -> None:
         # Tell the monitor before werkzeug's deliberate sleep, so a reload in between keeps it.
-        with self._failed_pin_auth.get_lock():
-            count = self._failed_pin_auth.value
-        notify.tell_monitor("pin_failures", {"count": count + 1})
+        # One failure, not our count: the monitor adds them up over every app process.
+        notify.tell_monitor("pin_failures", {"failed": 1})
         super()._fail_pin_auth()
+
+
+def handed_pin(app: Any) -> tuple[str | None, str] | None:
+    """The PIN and cookie name this server run's first debugger chose (``ENV_DEBUG_PIN``, from
+    the monitor), so error pages and reloads keep them: werkzeug derives both from the app
+    object, and the error page's app is another one. ``WERKZEUG_DEBUG_PIN`` still wins for
+    the PIN, read by werkzeug's own rules."""
+    handed = os.environ.get(ENV_DEBUG_PIN, "")
+    if "|" not in handed:
+        return None
+    pin, cookie = handed.split("|", 1)
+    if os.environ.get("WERKZEUG_DEBUG_PIN"):  # the user's choice, maybe edited in .env
+        return get_pin_and_cookie_name(app)[0], cookie
+    return pin, cookie

@@ -35,6 +35,7 @@ from geventdev.config import Config  # noqa: E402
 from geventdev.http.server import DevServer, make_server  # noqa: E402
 from geventdev.paths import interpreter_prefixes  # noqa: E402
 from geventdev.protocol import (  # noqa: E402
+    ENV_DEBUG_PIN,
     ENV_FLASK_RUN_FROM_CLI,
     ENV_PIN_FAILURES,
     ENV_WERKZEUG_RUN_MAIN,
@@ -43,10 +44,13 @@ from geventdev.protocol import (  # noqa: E402
     is_restart_command,
     iter_messages,
 )
+from geventdev.stdio import unbreakable  # noqa: E402
 from geventdev.wsgi import WSGIApp  # noqa: E402
 
 #: On Ctrl+C (SIGINT) in-flight requests get this long, so the whole stop stays well under 3 s.
 INTERRUPT_DRAIN = 1.0
+#: How often the terminal is looked at again while another process group owns it (``bg``).
+TERMINAL_POLL = 0.2
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 PREFIXES = interpreter_prefixes()
@@ -105,7 +109,11 @@ def watch_monitor(control: socket.socket, load_now: Event) -> None:
                 # Directory listings cached while waiting may predate a file just created in
                 # the same tick of the directory's mtime.
                 importlib.invalidate_caches()
+                os.environ[ENV_DEBUG_PIN] = str(message.data.get("debug_pin", ""))
                 load_now.set()
+            elif message.type == "pin_failures":
+                os.environ[ENV_PIN_FAILURES] = str(message.data.get("count", 0))
+                notify.pin_failures(int(message.data.get("count", 0)))
             elif message.type == "changed":
                 notify.publish(list(message.data.get("paths", ())))
             elif message.type == "drain":
@@ -120,16 +128,50 @@ def read_terminal(control: socket.socket, stopping: Callable[[], bool]) -> None:
 
     The app process reads the terminal itself (the monitor does not, while an app process is
     alive) so a ``breakpoint()`` is never robbed of its input: pdb blocks the whole gevent hub,
-    so this greenlet cannot run while pdb waits for a line.
+    so this greenlet cannot run while pdb waits for a line. Only from the foreground: after
+    Ctrl+Z and ``bg`` the shell owns the terminal, and a read from the background would stop
+    the whole server with SIGTTIN (issue 12); the server keeps serving there, as ``flask run``.
     """
+    real_select = monkey.get_original("select", "select")
     while not stopping():
         wait_read(0)
         if stopping():
             return
         # Still unread (the real select, non-blocking): no other process took the line.
-        readable, _, _ = monkey.get_original("select", "select")([0], [], [], 0)
-        if readable and is_restart_command(os.read(0, 1024)):
+        readable = terminal_foreground() and real_select([0], [], [], 0)[0]
+        data = read_from_terminal() if readable else None
+        if data and is_restart_command(data):
             send(control, Message("restart", {}))
+        elif not data:  # the shell's line, a background read refused, or a hung-up terminal
+            gevent.sleep(TERMINAL_POLL)
+
+
+def terminal_foreground() -> bool:
+    """Whether our process group is the terminal's foreground group (``fg``, not ``bg``)."""
+    try:
+        return os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def read_from_terminal() -> bytes | None:
+    """One read of fd 0 that never stops the process: with SIGTTIN blocked, a read from the
+    background (``bg`` between our check and the read) fails with EIO instead (tty job control).
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTIN})
+    try:
+        return os.read(0, 1024)
+    except OSError:
+        return None
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def accept_interrupts() -> None:
+    """Unblock SIGINT, now that a handler is in place. The monitor spawns us with it blocked
+    (``monitor.loop.spawn``): a Ctrl+C while we were still importing is pending, and is
+    handled here, at once, instead of printing a KeyboardInterrupt traceback or being lost."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def send(control: socket.socket | None, message: Message) -> None:
@@ -182,6 +224,7 @@ def main() -> None:
     handoff = Handoff.from_environ()
     tie_to_monitor(handoff.monitor_pid)
     bytecode.install()  # before any of the project is imported (a standby imports libraries)
+    sys.stdout, sys.stderr = unbreakable(sys.stdout), unbreakable(sys.stderr)  # `| head`
     config = Config.from_json(handoff.config_json)
     control = socket.socket(fileno=handoff.control_fd)
     listener = socket.socket(fileno=handoff.listen_fd)
@@ -194,6 +237,7 @@ def main() -> None:
     if handoff.standby:  # import the libraries now, the project when a change comes
         # Nothing to drain yet: a stop (Ctrl+C reaches the whole group) just exits.
         early = [gevent.signal_handler(s, os._exit, 0) for s in (signal.SIGINT, signal.SIGTERM)]
+        accept_interrupts()
         preload(list(handoff.preload))
         send(control, Message("standby", {"paths": split_modules(PREFIXES)[1]}))
         set_name(b"geventdev-wait")  # armed: ps shows it waiting, tests wait for this
@@ -225,6 +269,7 @@ def serve(config: Config, listener: socket.socket, control: socket.socket | None
             os._exit(0)
         if server.draining:  # Ctrl+C reaches us twice (the terminal's group, and the monitor)
             return
+        notify.set_draining()  # no more PIN guesses here: the next process counts on
         server.drain(timeout, closed=lambda: send(control, Message("draining", {})))
         stopped.set()
 
@@ -233,6 +278,7 @@ def serve(config: Config, listener: socket.socket, control: socket.socket | None
     gevent.signal_handler(signal.SIGTERM, gevent.spawn, stop, config.graceful_timeout)
     interrupt = min(INTERRUPT_DRAIN, config.graceful_timeout)
     gevent.signal_handler(signal.SIGINT, gevent.spawn, stop, interrupt)
+    accept_interrupts()
     set_name(b"geventdev-app")
     loading = time.perf_counter()
     loaded, app = load(config, control)

@@ -43,3 +43,28 @@ def tell_monitor(kind: str, data: dict[str, Any]) -> None:
     """Send a control message to the monitor (nothing happens outside a geventdev child)."""
     for sender in _sender:
         sender(kind, data)
+
+
+# The debugger's PIN lockout, shared by every app process through the monitor ------------------
+_pin_listeners: list[Callable[[int], None]] = []
+_draining: list[bool] = [False]
+
+
+def on_pin_failures(listener: Callable[[int], None]) -> None:
+    """Call ``listener(count)`` whenever the monitor shares the count across app processes."""
+    _pin_listeners.append(listener)
+
+
+def pin_failures(count: int) -> None:
+    """From the monitor: wrong PINs so far across every app process of this server run."""
+    for listener in list(_pin_listeners):
+        listener(count)
+
+
+def set_draining() -> None:
+    """This process stops serving (a restart or a stop): it evaluates no more PINs."""
+    _draining[0] = True
+
+
+def draining() -> bool:
+    return _draining[0]

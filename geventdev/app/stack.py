@@ -65,7 +65,7 @@ def wrap_app(loaded: LoadedApp | None, app: WSGIApp, config: Config) -> WSGIApp:
         app = debugged(app, config)
     if config.use_livereload:  # around the debugger, so its error pages get the script too
         flask_app = loaded.app if loaded is not None and loaded.is_flask else None
-        reloader = livereload.LiveReload(app, flask_app)
+        reloader = livereload.LiveReload(app, flask_app, allow_remote=config.debugger_remote)
         notify.subscribe(reloader.changed)  # the monitor's no-restart changes
         app = reloader
     threshold = threshold_from_env() if config.debug else None

@@ -24,6 +24,7 @@ from geventdev.config import Config
 from geventdev.monitor.envfiles import environ_with_env_files
 from geventdev.monitor.loop import Monitor
 from geventdev.net import BindError, bind_listener, is_loopback
+from geventdev.stdio import silence
 from geventdev.tls import TLSError
 
 #: The environment as it was before any env file was read: each child's environment is rebuilt
@@ -147,8 +148,11 @@ def serve(config: Config, environ: Mapping[str, str] = ORIGINAL_ENVIRON) -> int:
         click.echo(f"Error: {exc}", err=True)
         return 1
     port = listener.getsockname()[1]
-    for line in banner(config, port, sys.stderr):
-        click.echo(line, err=True)
+    try:
+        for line in banner(config, port, sys.stderr):
+            click.echo(line, err=True)
+    except BrokenPipeError:  # `geventdev app.py 2>&1 | head -3`: keep serving, print nothing
+        silence(sys.stderr)
     if not config.use_reloader and gevent_patched():
         # The one crossing to the app side: --no-reload serves here (launch.py patched first).
         from geventdev.app.main import serve_inline

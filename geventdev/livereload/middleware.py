@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from geventdev.livereload.inject import inject
+from geventdev.net import is_loopback
 from geventdev.protocol import RESERVED_PREFIX
 from geventdev.wsgi import WSGIApp
 
@@ -35,6 +36,15 @@ JS_VERSION = hashlib.sha256(JS).hexdigest()[:10]
 #: Only a page being shown gets the script: not fetch/XHR, htmx swaps, WebSockets (see below).
 DOCUMENT_DESTS = ("document", "iframe", "frame", "embed", "object")
 PARTIAL_HEADERS = ("HTTP_HX_REQUEST", "HTTP_X_REQUESTED_WITH", "HTTP_UPGRADE")
+#: Open event streams per app process. A browser keeps one (its tabs share it), so 100 is a
+#: hundred browsers; past that a stream is refused with a quick 503, which the script retries
+#: with its backoff: a flood of streams never fills the pool (``--pool-size``) nor the memory.
+MAX_STREAMS = 100
+FORBIDDEN = (
+    b"Live reload answers only this machine (a loopback client), like the debugger console.\n"
+    b"Start geventdev with --debugger-remote to let other machines use it.\n"
+)
+BUSY = b"Too many live-reload streams open; the page retries by itself.\n"
 
 
 def event(name: str, data: Any) -> bytes:
@@ -42,12 +52,16 @@ def event(name: str, data: Any) -> bytes:
 
 
 class Broadcast:
-    """Every open event stream in this process, each with its queue."""
+    """Every open event stream in this process, each with its queue; at most ``limit``."""
 
     heartbeat = 10.0
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_STREAMS) -> None:
         self.queues: set[queue.Queue[bytes]] = set()
+        self.limit = limit
+
+    def full(self) -> bool:
+        return len(self.queues) >= self.limit
 
     def send(self, message: bytes) -> None:
         for q in list(self.queues):
@@ -101,9 +115,12 @@ def describe(paths: list[str], folders: list[tuple[str, str]]) -> tuple[str, lis
 class LiveReload:
     """WSGI middleware: the script in pages, the event stream and the script at ``PREFIX``."""
 
-    def __init__(self, app: WSGIApp, flask_app: Any = None) -> None:
+    def __init__(self, app: WSGIApp, flask_app: Any = None, allow_remote: bool = False) -> None:
         self.app = app
         self.flask_app = flask_app
+        #: Non-loopback clients get no script and a 403 here, as from the debugger: the events
+        #: name this process and the files being edited (``--debugger-remote`` opts in).
+        self.allow_remote = allow_remote
         self.generation = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.broadcast = Broadcast()
 
@@ -122,8 +139,12 @@ class LiveReload:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = str(environ.get("PATH_INFO", ""))
         if path.startswith(PREFIX):
+            if not self.allow_remote and not is_loopback(environ.get("REMOTE_ADDR")):
+                return plain("403 FORBIDDEN", FORBIDDEN, start_response)
             return self.serve(path, environ, start_response)
-        if not wants_script(environ):
+        if not wants_script(environ) or (
+            not self.allow_remote and not is_loopback(environ.get("REMOTE_ADDR"))
+        ):
             return self.app(environ, start_response)
         return inject(self.app, environ, start_response, lambda nonce: self.tag(environ, nonce))
 
@@ -140,6 +161,8 @@ class LiveReload:
         self, path: str, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         if path == EVENTS:
+            if self.broadcast.full():
+                return plain("503 SERVICE UNAVAILABLE", BUSY, start_response, retry=True)
             start_response(
                 "200 OK",
                 [("Content-Type", "text/event-stream"), ("Cache-Control", "no-store")],
@@ -154,11 +177,17 @@ class LiveReload:
             start_response("200 OK", headers)
             return [] if environ.get("REQUEST_METHOD") == "HEAD" else [JS]
         body = b"Not found: a path reserved by geventdev's live reload.\n"
-        start_response(
-            "404 NOT FOUND",
-            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
-        )
-        return [body]
+        return plain("404 NOT FOUND", body, start_response)
+
+
+def plain(
+    status: str, body: bytes, start_response: Callable[..., Any], retry: bool = False
+) -> list[bytes]:
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    if retry:
+        headers.append(("Retry-After", "3"))
+    start_response(status, headers)
+    return [body]
 
 
 def wants_script(environ: dict[str, Any]) -> bool:

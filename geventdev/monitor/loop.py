@@ -49,7 +49,8 @@ from geventdev.monitor.plan import (
 from geventdev.monitor.responder import FallbackResponder
 from geventdev.monitor.terminal import StdinCommands, ensure_echo_on
 from geventdev.monitor.watch import ChangeFilter, Debouncer, Kind, WatchdogWatcher, project_root
-from geventdev.protocol import ENV_PIN_FAILURES, Handoff, Message, iter_messages
+from geventdev.protocol import ENV_DEBUG_PIN, ENV_PIN_FAILURES, Handoff, Message, iter_messages
+from geventdev.stdio import unbreakable
 
 CHILD_MODULE = "geventdev.app"
 
@@ -60,7 +61,8 @@ class Monitor:
     def __init__(
         self, config: Config, listener: socket.socket, environ: Mapping[str, str], out: TextIO
     ) -> None:
-        self.config, self.listener, self.environ, self.out = config, listener, dict(environ), out
+        self.config, self.listener, self.environ = config, listener, dict(environ)
+        self.out = unbreakable(out)  # a closed pipe (`| head`) drops log lines, never the monitor
         # SimpleQueue: signal handlers put into it, and may run while the main thread is inside
         # get(); queue.Queue's lock is not reentrant there (a deadlock), SimpleQueue's put is.
         self.events: queue.SimpleQueue[Event | tuple[str, Kind]] = queue.SimpleQueue()
@@ -74,6 +76,9 @@ class Monitor:
         self.controls: dict[int, socket.socket] = {}
         self.preload: tuple[str, ...] = ()  # library modules the last app process imported
         self.pin_failures = 0  # the debugger's lockout count, carried across app processes
+        self.debug_pin = ""  # "PIN|cookie name" the first debugger chose, for every later one
+        self.send_lock = threading.Lock()  # reader threads share PIN counts with every child
+        self.pin_lock = threading.Lock()
         self.debouncer = Debouncer(config.debounce)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.watched_files = (*config.extra_files, *dotenv_files)
@@ -106,11 +111,25 @@ class Monitor:
                     forget_bytecode(event.paths)
                 self.perform(self.plan.step(event, time.monotonic()))
         finally:
+            self.end_children()  # an exception (under geventdev.run()) must leave no server behind
             if self.watcher is not None:
                 self.watcher.stop()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         return self.exit_code
+
+    def end_children(self) -> None:
+        """Kill app processes still alive (only after an exception: a stop waits for them all).
+        ``PR_SET_PDEATHSIG`` covers the monitor's death, not its return to a caller's script."""
+        procs = list(self.procs.values())
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        for proc in procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be refused
+                pass
 
     def next_event(self) -> Event:
         """Block until the next event; raw file changes are debounced here into ``Changes``."""
@@ -162,7 +181,8 @@ class Monitor:
             if isinstance(action, Spawn):
                 self.spawn(action.gen, action.standby)
             elif isinstance(action, Activate):
-                self.send(action.gen, Message("load", {"pin_failures": self.pin_failures}))
+                load = {"pin_failures": self.pin_failures, "debug_pin": self.debug_pin}
+                self.send(action.gen, Message("load", load))
             elif isinstance(action, Drain):
                 self.send(action.gen, Message("drain", {"timeout": action.timeout}))
             elif isinstance(action, Notify):
@@ -195,11 +215,15 @@ class Monitor:
             **environ_with_env_files(self.config.env_file, self.environ),
             **handoff.to_environ(),
             ENV_PIN_FAILURES: str(self.pin_failures),
+            ENV_DEBUG_PIN: self.debug_pin,
         }
-        # The child starts with SIGINT ignored (dispositions survive exec), so a Ctrl+C while it is
-        # still importing prints no KeyboardInterrupt traceback; it handles SIGINT itself once
-        # it can drain, and the monitor's own stop signal follows the terminal's anyway.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # SIGINT is *blocked*, not ignored, around the spawn: the child inherits the mask (it
+        # survives exec), so a Ctrl+C while it is still importing stays pending and prints no
+        # KeyboardInterrupt traceback; the child unblocks it once it can handle it (app.main).
+        # Ignoring it here (a process-wide disposition) made the monitor lose a Ctrl+C landing
+        # in this window (issue 12); a blocked one reaches another thread or waits until the
+        # mask is restored below.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             proc = subprocess.Popen(
                 [sys.executable, *interpreter_options(sys.orig_argv), "-m", CHILD_MODULE],
@@ -207,28 +231,47 @@ class Monitor:
                 env=env,
             )
         finally:
-            signal.signal(signal.SIGINT, previous)
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         theirs.close()
         self.procs[gen], self.controls[gen] = proc, ours
         threading.Thread(target=self.read_messages, args=(gen, ours), daemon=True).start()
         threading.Thread(target=self.wait_exit, args=(gen, proc), daemon=True).start()
 
     def read_messages(self, gen: int, control: socket.socket) -> None:
-        with control, control.makefile("rb") as stream, contextlib.suppress(OSError):
-            # OSError: a child killed with a message unread resets the channel; its exit follows.
-            for message in iter_messages(stream):
-                if message.type == "watch" and message.data.get("modules"):
-                    self.preload = tuple(message.data["modules"])
-                elif message.type == "pin_failures":
-                    self.pin_failures = int(message.data.get("count", 0))
-                self.events.put(ChildMessage(gen, message))
-        self.controls.pop(gen, None)
+        try:
+            with control, control.makefile("rb") as stream:
+                for message in iter_messages(stream):
+                    if message.type == "watch" and message.data.get("modules"):
+                        self.preload = tuple(message.data["modules"])
+                    elif message.type == "pin_failures":
+                        self.count_pin_failure(bool(message.data.get("reset")))
+                    elif message.type == "debug_pin" and not self.debug_pin:
+                        self.debug_pin = f"{message.data['pin']}|{message.data['cookie']}"
+                    self.events.put(ChildMessage(gen, message))
+        except OSError:
+            # A child that died with messages from us still unread: its end resets the
+            # connection (ECONNRESET). Its exit event tells the rest; no traceback (issue 12).
+            pass
+        finally:
+            self.controls.pop(gen, None)
+
+    def count_pin_failure(self, reset: bool) -> None:
+        """One wrong PIN anywhere (or a right one: ``reset``), told to every app process.
+
+        Each process reports each failure, never its own count: the count only grows, across
+        a draining process and the new one alike, until a right PIN (README "Security")."""
+        with self.pin_lock:
+            self.pin_failures = 0 if reset else self.pin_failures + 1
+            count = self.pin_failures
+        for gen in list(self.controls):
+            self.send(gen, Message("pin_failures", {"count": count}))
 
     def send(self, gen: int, message: Message) -> None:
         control = self.controls.get(gen)
         try:
             if control is not None:
-                control.sendall(message.encode())
+                with self.send_lock:  # reader threads send too: messages must not interleave
+                    control.sendall(message.encode())
         except OSError:  # it died meanwhile: its exit event follows
             pass
 

@@ -6,11 +6,13 @@ While an app process is alive, that process reads the terminal (see ``app.main``
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 from geventdev.protocol import is_restart_command
@@ -50,12 +52,36 @@ class StdinCommands:
             threading.Thread(target=self._run, name="geventdev-stdin", daemon=True).start()
 
     def _run(self) -> None:
+        # SIGTTIN blocked in this thread: a read from the background process group (Ctrl+Z,
+        # `bg`) then fails with EIO instead of stopping the whole server (issue 12).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTIN})
         while True:
             self.active.wait()
             try:
+                if not foreground(sys.stdin.fileno()):  # the shell owns the terminal
+                    time.sleep(POLL)
+                    continue
                 readable, _, _ = select.select([sys.stdin], [], [], POLL)
                 if readable and self.active.is_set():
-                    if is_restart_command(os.read(sys.stdin.fileno(), 1024)):
+                    data = os.read(sys.stdin.fileno(), 1024)
+                    if is_restart_command(data):
                         self.on_restart()
-            except (OSError, ValueError):
+                    elif not data:  # a hung-up terminal stays readable: don't spin
+                        time.sleep(POLL)
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                if exc.errno == errno.EIO:  # moved to the background between check and read
+                    time.sleep(POLL)
+                    continue
                 return
+            except ValueError:
+                return
+
+
+def foreground(fd: int) -> bool:
+    """Whether this process group owns the terminal on ``fd`` (the foreground job)."""
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
