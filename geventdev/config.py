@@ -146,7 +146,8 @@ class Config:
         default=False,
         metadata=_opt(
             "--debugger-remote/--no-debugger-remote",
-            help="Let non-loopback clients use the debugger console and PIN entry (dangerous).",
+            help="Let non-loopback clients use the debugger console, PIN entry and live reload"
+            " (dangerous).",
         ),
     )
     cert: str | None = field(

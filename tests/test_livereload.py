@@ -27,6 +27,9 @@ PAGE = b"<!doctype html><html><head><title>t</title></head><body><h1>hi</h1></bo
 NAVIGATION = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8", "Sec-Fetch-Dest": "document"}
 SCRIPT_TAG = re.compile(rb'<script src="/__geventdev__/livereload\.js\?v=\w+" [^>]*></script>')
 
+#: Live reload answers loopback peers only (like the debugger console).
+LOCAL_PEER = {"REMOTE_ADDR": "127.0.0.1"}
+
 
 class Served:
     """What a WSGI server would send: status, headers, body; the app's iterable, closed."""
@@ -35,7 +38,9 @@ class Served:
         self, app: Any, path: str = "/", method: str = "GET", **headers: str | None
     ) -> None:
         sent = {k: v for k, v in {**NAVIGATION, **headers}.items() if v is not None}
-        environ = EnvironBuilder(path=path, method=method, headers=sent).get_environ()
+        environ = EnvironBuilder(
+            path=path, method=method, headers=sent, environ_base=LOCAL_PEER
+        ).get_environ()
         self.calls: list[tuple[str, list[tuple[str, str]]]] = []
         written: list[bytes] = []
 
@@ -301,7 +306,9 @@ def test_event_stream_says_hello_then_relays_changes(tmp_path: Path) -> None:
     middleware = LiveReload(app, app)
     unsubscribe = notify.subscribe(middleware.changed)
     try:
-        environ = EnvironBuilder(path=EVENTS, headers={"Accept": "text/event-stream"})
+        environ = EnvironBuilder(
+            path=EVENTS, headers={"Accept": "text/event-stream"}, environ_base=LOCAL_PEER
+        )
         heads: list[Any] = []
         streams = [
             iter(middleware(environ.get_environ(), lambda s, h: heads.append((s, h))))

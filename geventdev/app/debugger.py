@@ -11,6 +11,7 @@ every new app process. Traceback pages still render for everyone: they are the a
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -66,15 +67,17 @@ class GuardedDebugger(DebuggedApplication):
         super().__init__(app, evalex=True)
         self.allow_remote = config.debugger_remote
         self.trusted_hosts = trusted_hosts(config.host)
-        self.share_failures(int(os.environ.get(ENV_PIN_FAILURES) or 0))
+        self._failed_pin_auth.value = min(int(os.environ.get(ENV_PIN_FAILURES) or 0), 255)
         notify.on_pin_failures(self.share_failures)
         if handed is None and self.pin is not None:  # the first one: every later one uses it
             notify.tell_monitor("debug_pin", {"pin": self.pin, "cookie": self.pin_cookie_name})
 
-    def share_failures(self, count: int) -> None:
-        """The count across every app process (from the monitor): it only grows, but for a
-        right PIN, which resets it everywhere."""
-        self._failed_pin_auth.value = min(count, 255)
+    def share_failures(self, count: int, reset: bool) -> None:
+        """The count across every app process (from the monitor): it only grows (a failure
+        here may not have reached the monitor yet), but for a right PIN, which resets it."""
+        with self._failed_pin_auth.get_lock():
+            mine = 0 if reset else self._failed_pin_auth.value
+            self._failed_pin_auth.value = min(max(mine, count), 255)
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -107,10 +110,15 @@ class GuardedDebugger(DebuggedApplication):
         return response
 
     def _fail_pin_auth(self) -> None:
-        # Tell the monitor before werkzeug's deliberate sleep, so a reload in between keeps it.
+        """werkzeug's, but the monitor is told of the failure before the deliberate sleep (so
+        a reload in between keeps it), and after counting it here: telling may yield to
+        another guess, which must see this one."""
+        with self._failed_pin_auth.get_lock():
+            count = self._failed_pin_auth.value
+            self._failed_pin_auth.value = count + 1
         # One failure, not our count: the monitor adds them up over every app process.
         notify.tell_monitor("pin_failures", {"failed": 1})
-        super()._fail_pin_auth()
+        time.sleep(5.0 if count > 5 else 0.5)  # werkzeug's delay (DebuggedApplication)
 
 
 def handed_pin(app: Any) -> tuple[str | None, str] | None:

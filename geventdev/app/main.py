@@ -113,7 +113,8 @@ def watch_monitor(control: socket.socket, load_now: Event) -> None:
                 load_now.set()
             elif message.type == "pin_failures":
                 os.environ[ENV_PIN_FAILURES] = str(message.data.get("count", 0))
-                notify.pin_failures(int(message.data.get("count", 0)))
+                count, reset = int(message.data.get("count", 0)), bool(message.data.get("reset"))
+                notify.pin_failures(count, reset)
             elif message.type == "changed":
                 notify.publish(list(message.data.get("paths", ())))
             elif message.type == "drain":
@@ -147,11 +148,12 @@ def read_terminal(control: socket.socket, stopping: Callable[[], bool]) -> None:
 
 
 def terminal_foreground() -> bool:
-    """Whether our process group is the terminal's foreground group (``fg``, not ``bg``)."""
+    """Whether our process group is the terminal's foreground group (``fg``, not ``bg``). A
+    terminal that is not our controlling one (ENOTTY) has no job control: reading it is safe."""
     try:
         return os.tcgetpgrp(0) == os.getpgrp()
     except OSError:
-        return False
+        return True
 
 
 def read_from_terminal() -> bytes | None:

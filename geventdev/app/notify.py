@@ -46,19 +46,20 @@ def tell_monitor(kind: str, data: dict[str, Any]) -> None:
 
 
 # The debugger's PIN lockout, shared by every app process through the monitor ------------------
-_pin_listeners: list[Callable[[int], None]] = []
+_pin_listeners: list[Callable[[int, bool], None]] = []
 _draining: list[bool] = [False]
 
 
-def on_pin_failures(listener: Callable[[int], None]) -> None:
-    """Call ``listener(count)`` whenever the monitor shares the count across app processes."""
+def on_pin_failures(listener: Callable[[int, bool], None]) -> None:
+    """Call ``listener(count, reset)`` whenever the monitor shares the count across app
+    processes (``reset``: a right PIN was entered somewhere)."""
     _pin_listeners.append(listener)
 
 
-def pin_failures(count: int) -> None:
+def pin_failures(count: int, reset: bool = False) -> None:
     """From the monitor: wrong PINs so far across every app process of this server run."""
     for listener in list(_pin_listeners):
-        listener(count)
+        listener(count, reset)
 
 
 def set_draining() -> None:

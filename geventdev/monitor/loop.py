@@ -264,7 +264,7 @@ class Monitor:
             self.pin_failures = 0 if reset else self.pin_failures + 1
             count = self.pin_failures
         for gen in list(self.controls):
-            self.send(gen, Message("pin_failures", {"count": count}))
+            self.send(gen, Message("pin_failures", {"count": count, "reset": reset}))
 
     def send(self, gen: int, message: Message) -> None:
         control = self.controls.get(gen)

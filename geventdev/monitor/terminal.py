@@ -80,8 +80,9 @@ class StdinCommands:
 
 
 def foreground(fd: int) -> bool:
-    """Whether this process group owns the terminal on ``fd`` (the foreground job)."""
+    """Whether this process group owns the terminal on ``fd`` (the foreground job). A terminal
+    that is not our controlling one (ENOTTY) has no job control: reading it is safe."""
     try:
         return os.tcgetpgrp(fd) == os.getpgrp()
     except OSError:
-        return False
+        return True
