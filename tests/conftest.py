@@ -101,7 +101,6 @@ class ServerProcess:
             start_new_session=True,
             **popen,
         )
-        self.stop_seconds: float | None = None  # how long the last stop() took, if it exited
 
     @property
     def pid(self) -> int:
@@ -191,15 +190,12 @@ class DevServer(ServerProcess):
         problems = []
         if self.proc.poll() is None:
             self.signal_group(signal.SIGINT)  # what Ctrl+C in a terminal does
-            started = time.monotonic()
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 problems.append(f"the server did not exit within {timeout} s of Ctrl+C (SIGINT)")
                 self.signal_group(signal.SIGKILL)
                 self.proc.wait(timeout=5)
-            else:
-                self.stop_seconds = time.monotonic() - started
         # App processes end with the monitor (PR_SET_PDEATHSIG for one it could not stop).
         if not stays_false(lambda: any(pid_alive(pid) for pid in kids), CHILD_GRACE):
             left = [pid for pid in kids if pid_alive(pid)]

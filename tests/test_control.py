@@ -322,7 +322,7 @@ def test_the_503_responder_stays_one_thread_under_many_slow_clients(dead_app) ->
     before = threads_of(dead_app.pid)
     slow = []
     try:
-        for _ in range(300):  # connect and say nothing (slowloris)
+        for _ in range(150):  # connect and say nothing (slowloris)
             slow.append(socket.create_connection(("127.0.0.1", dead_app.port), timeout=10))
         peak = max(threads_of(dead_app.pid) for _ in range(20) if not time.sleep(0.05))
         assert peak <= before + 1, (before, peak)
