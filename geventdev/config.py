@@ -142,6 +142,14 @@ class Config:
             help="Keep a warm app process ready, so a restart imports only your code (~0.1 s).",
         ),
     )
+    patch: bool = field(
+        default=True,
+        metadata=_opt(
+            "--patch/--no-patch",
+            help="Apply an edit inside function bodies to the running app in place, when that "
+            "is provably the same as a restart; else restart.",
+        ),
+    )
     debugger_remote: bool = field(
         default=False,
         metadata=_opt(

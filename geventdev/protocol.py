@@ -3,10 +3,11 @@
 The monitor hands each child two inherited file descriptors (``pass_fds``): the listening socket
 and one end of a ``socketpair`` used as the control channel. Messages on it are JSON lines both
 ways: the child reports (ready, watch, load_error, standby, restart, pin_failures, draining,
-debug_pin), the monitor sends ``load`` to a standby, ``changed`` paths, ``drain`` and
-``pin_failures``; the channel hitting EOF tells the child that the monitor is gone. Signals are
-left to the user (and to the app, which may install its own SIGTERM handler): a restart never
-sends one. Stdlib only: both sides import this module, the child before gevent has patched.
+debug_pin, patched), the monitor sends ``load`` to a standby, ``changed`` paths, ``drain``,
+``pin_failures`` and ``patch`` paths; the channel hitting EOF tells the child that the monitor is
+gone. Signals are left to the user (and to the app, which may install its own SIGTERM handler): a
+restart never sends one. Stdlib only: both sides import this module, the child before gevent has
+patched.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ MessageType = Literal[
     "drain",
     "draining",
     "debug_pin",
+    "patch",
+    "patched",
 ]
 #: ``not_found``: the target names no module or no app (a usage error: the monitor exits at the
 #: first start). ``exception``: the user's code raised while loading (served as an error page).
@@ -83,6 +86,8 @@ class Message:
     within that many seconds, exit; a standby or a process still loading exits at once); the
     child answers ``draining`` once it no longer accepts connections (also when a signal from
     the user started the drain).
+    ``patch`` (monitor to app): try to apply the edit of ``paths`` in place (``app.patch``);
+    the app answers ``patched``: ``ok`` and ``log`` (the line to print, or why it could not).
     """
 
     type: MessageType

@@ -21,7 +21,7 @@ import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
 from gevent.socket import wait_read  # noqa: E402
 
-from geventdev.app import bytecode, notify  # noqa: E402
+from geventdev.app import bytecode, notify, patch  # noqa: E402
 from geventdev.app.loader import (  # noqa: E402
     LoadedApp,
     NoAppError,
@@ -119,9 +119,19 @@ def watch_monitor(control: socket.socket, load_now: Event) -> None:
                 notify.publish(list(message.data.get("paths", ())))
             elif message.type == "drain":
                 gevent.spawn(DRAIN[0], float(message.data.get("timeout", 0.0)))
+            elif message.type == "patch":
+                gevent.spawn(apply_patch, control, list(message.data.get("paths", ())))
     except OSError:
         pass
     os._exit(1)
+
+
+def apply_patch(control: socket.socket, paths: list[str]) -> None:
+    """Try the edit in place (``app.patch``); patched, open pages reload as after a restart."""
+    outcome = patch.attempt(paths)
+    send(control, Message("patched", outcome.to_message()))
+    if outcome.ok:
+        notify.publish(paths)
 
 
 def read_terminal(control: socket.socket, stopping: Callable[[], bool]) -> None:
@@ -201,6 +211,7 @@ def report_inline(message: Message) -> None:
 
 def load(config: Config, control: socket.socket | None) -> tuple[LoadedApp | None, WSGIApp]:
     """Load and wrap the app; a failure becomes an app that shows it, and the monitor is told."""
+    before, load_started_ns = set(sys.modules), time.time_ns()  # for in-place patches
     try:
         loaded = load_app(config.app)
     except NoAppError as exc:
@@ -218,6 +229,8 @@ def load(config: Config, control: socket.socket | None) -> tuple[LoadedApp | Non
     # Before "ready": the monitor passes these modules to the standby it starts on "ready".
     modules, files = split_modules(PREFIXES)
     send(control, Message("watch", {"paths": files, "modules": modules}))
+    if config.patch and control is not None:
+        patch.track(before, load_started_ns, files, config.app or "")
     return loaded, wrap_app(loaded, loaded.app, config)
 
 
@@ -289,6 +302,7 @@ def serve(config: Config, listener: socket.socket, control: socket.socket | None
     started.start()
     server = started
     send(control, Message("ready", {"pid": os.getpid(), "import_ms": import_ms}))
+    gevent.spawn_later(0.1, patch.prepare)  # read the sources once serving has started
     if control is not None and sys.stdin is not None and sys.stdin.isatty():
         gevent.spawn(read_terminal, control, lambda: server is None or server.draining or _forked)
     stopped.wait()

@@ -44,6 +44,7 @@ from geventdev.monitor.plan import (
     Start,
     Stop,
     Tick,
+    TryPatch,
     Watch,
 )
 from geventdev.monitor.responder import FallbackResponder
@@ -72,6 +73,7 @@ class Monitor:
             reload=config.use_reloader,
             standby=config.standby,
             cold_files=frozenset(dotenv_files),
+            patch=config.patch,
         )
         self.controls: dict[int, socket.socket] = {}
         self.preload: tuple[str, ...] = ()  # library modules the last app process imported
@@ -187,6 +189,8 @@ class Monitor:
                 self.send(action.gen, Message("drain", {"timeout": action.timeout}))
             elif isinstance(action, Notify):
                 self.send(action.gen, Message("changed", {"paths": list(action.paths)}))
+            elif isinstance(action, TryPatch):
+                self.send(action.gen, Message("patch", {"paths": list(action.paths)}))
             elif isinstance(action, Fallback):
                 self.fallback.answer(action.message)
                 self.stdin.active.set()

@@ -119,6 +119,15 @@ class Notify:
 
 
 @dataclass(frozen=True)
+class TryPatch:
+    """Ask the serving app process to apply an edit of ``paths`` in place (``app.patch``); it
+    answers ``patched``, and a refusal means the usual restart."""
+
+    gen: int
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Fallback:
     """No app process is alive: the monitor answers requests itself with this message.
     A ``Spawn`` ends it (requests then wait in the backlog for the new process)."""
@@ -131,11 +140,13 @@ class Exit:
     code: int
 
 
-Action = Spawn | Activate | Drain | Signal | Log | Watch | Notify | Fallback | Exit
+Action = Spawn | Activate | Drain | Signal | Log | Watch | Notify | TryPatch | Fallback | Exit
 
 #: Extra time after a drain deadline before SIGKILL (the child kills its own stragglers first).
 KILL_GRACE = 1.0
 INF = float("inf")  # a kill_at that has fired
+#: An app process that has not answered a ``patch`` by then is restarted (pdb may hold it).
+PATCH_TIMEOUT = 2.0
 
 
 @dataclass
@@ -175,6 +186,8 @@ class Plan:
     #: (gen, line, change time): the line that says the swap to ``gen`` is done, logged once
     #: no older app process accepts connections any more ("{ms}" becomes the time it took).
     announce: tuple[int, str, float] | None = None
+    patch: bool = False  # try an in-place patch of .py edits before restarting
+    patching: tuple[int, frozenset[str], float] | None = None  # (gen, paths, asked at)
 
     def step(self, event: Event, now: float) -> list[Action]:
         handler = getattr(self, f"_on_{type(event).__name__.lower()}")
@@ -183,6 +196,8 @@ class Plan:
 
     def next_deadline(self) -> float | None:
         deadlines = [c.kill_at for c in self.children.values() if c.kill_at is not None]
+        if self.patching is not None:
+            deadlines.append(self.patching[2] + PATCH_TIMEOUT)
         return min((d for d in deadlines if d != INF), default=None)
 
     def _apps(self) -> list[ChildState]:
@@ -244,7 +259,43 @@ class Plan:
         # Env files always restart cold: a standby's environment was fixed when it started.
         cold = any(p in self.cold_files or os.path.basename(p) in ENV_FILES for p in restart)
         reason = f" * Detected change in {first!r}{more}, restarting"
+        if self.patching is not None:  # a change while a patch is pending: restart for both
+            restart = sorted({*restart, *self.patching[1]})
+            self.patching = None
+        elif not cold and self._patchable(restart):
+            self.patching = (self.gen, frozenset(restart), now)
+            return [TryPatch(self.gen, tuple(restart))]
         return self._restart(reason, now, frozenset(restart), cold)
+
+    def _patchable(self, paths: list[str]) -> bool:
+        """Python files only, a serving app with no restart under way, and nothing a standby
+        imported ahead (it would keep the old copy)."""
+        current = self.children.get(self.gen)
+        waiting = self._waiting()
+        return (
+            self.patch
+            and all(p.endswith(".py") for p in paths)
+            and current is not None
+            and current.ready
+            and current.kill_at is None
+            and all(c.ready for c in self._apps())
+            and not (waiting is not None and set(paths) & waiting.preloaded)
+        )
+
+    def _on_patched(self, gen: int, data: dict[str, object], now: float) -> list[Action]:
+        if self.patching is None or self.patching[0] != gen:
+            return []  # answered too late: a restart is under way
+        paths, self.patching = self.patching[1], None
+        if data.get("ok"):
+            return [Log(str(data.get("log", " * Patched in place")))]
+        return [Log(f" * Not patched in place: {data.get('log')}"), *self._changed(paths, now)]
+
+    def _changed(self, paths: frozenset[str], now: float) -> list[Action]:
+        restart = sorted(paths)
+        first = os.path.relpath(restart[0], self.cwd)
+        more = f" and {len(restart) - 1} more" if len(restart) > 1 else ""
+        reason = f" * Detected change in {first!r}{more}, restarting"
+        return self._restart(reason, now, paths)
 
     def _on_restart(self, event: Restart, now: float) -> list[Action]:
         if self.stopping:
@@ -255,6 +306,8 @@ class Plan:
     def _restart(
         self, reason: str, now: float, paths: frozenset[str] = frozenset(), cold: bool = False
     ) -> list[Action]:
+        if self.patching is not None:  # "rs" or a crash while a patch is pending
+            paths, self.patching = paths | self.patching[1], None
         actions: list[Action] = [Log(reason)]
         for child in self._apps():
             if not child.ready:  # still starting with code that is already stale
@@ -280,6 +333,8 @@ class Plan:
             return [Watch(tuple(msg.data.get("paths", ())))]
         if msg.type == "restart":
             return self._on_restart(Restart("'rs'"), now)
+        if msg.type == "patched":
+            return self._on_patched(event.gen, msg.data, now)
         if msg.type == "standby":
             child.armed, child.preloaded = True, frozenset(msg.data.get("paths", ()))
             return []
@@ -318,6 +373,8 @@ class Plan:
 
     def _on_childexited(self, event: ChildExited, now: float) -> list[Action]:
         self.children.pop(event.gen, None)
+        if self.patching is not None and self.patching[0] == event.gen:
+            self.patching = None  # it died instead of answering: the crash is reported below
         if self.stopping:
             return [Exit(self.exit_code)] if not self.children else []
         if event.gen != self.gen:
@@ -349,6 +406,9 @@ class Plan:
 
     def _on_tick(self, event: Tick, now: float) -> list[Action]:
         actions: list[Action] = []
+        if self.patching is not None and now >= self.patching[2] + PATCH_TIMEOUT:
+            paths, self.patching = self.patching[1], None
+            actions += [Log(" * Not patched in place: no answer"), *self._changed(paths, now)]
         for child in self.children.values():
             if child.kill_at is not None and child.kill_at <= now:
                 child.kill_at = INF

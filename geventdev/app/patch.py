@@ -1,0 +1,454 @@
+"""In-place patching: an edit inside function bodies swaps their ``__code__`` instead of restarting.
+
+A restart imports the whole project again, so its cost grows with the project; replacing the code
+of the edited functions costs the size of the edit. It is taken only when it is provably the same
+as a restart, and any doubt means the usual restart (a wrong fast path is worse than a slow one):
+
+- every changed file was imported by this process while it loaded the app (not by a standby
+  ahead of time, not lazily later) and was not written since the load began;
+- the new source compiles, and is the old one with only the bodies of module-level functions and
+  of methods of module-level classes changed: the module blanked of those bodies (docstrings
+  kept) is the same AST, so constants, decorators, defaults, signatures, class attributes and
+  imports are unchanged;
+- no edited function may have run while the app loaded (``may_run_at_load``: a conservative static
+  reading of every project module, see ``LoadGraph``), is decorated by anything but a known
+  registration decorator (Flask's ``route``, ``errorhandler``, ``property``...: not ``lru_cache``,
+  nor a custom wrapper that may cache), is a method of a class with a custom metaclass
+  (SQLAlchemy-style declarative models), changes its free variables or its kind (generator,
+  coroutine), or is running right now in a greenlet, a thread or a suspended generator;
+- every edited function is found alive (``gc``), by the equality of its code with the old source's.
+
+Functions whose code only moved (lines added above them) get their new code too, so tracebacks
+show the right lines. Runs in the app process (after gevent patched); pure but for ``gc`` and the
+files it reads.
+"""
+
+from __future__ import annotations
+
+import ast
+import gc
+import importlib.util
+import os
+import sys
+import time
+import types
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from greenlet import greenlet  # type: ignore[import-untyped]
+
+#: Decorators that only register or describe a function and never call it while loading:
+#: Flask's (apps and blueprints) and the builtin descriptors. Matched on the last name.
+REGISTERING = frozenset(
+    {
+        "route", "get", "post", "put", "patch", "delete",
+        "before_request", "after_request", "teardown_request", "teardown_appcontext",
+        "before_app_request", "after_app_request", "teardown_app_request",
+        "errorhandler", "app_errorhandler", "register_error_handler",
+        "context_processor", "app_context_processor", "shell_context_processor",
+        "template_filter", "template_global", "template_test",
+        "app_template_filter", "app_template_global", "app_template_test",
+        "url_value_preprocessor", "url_defaults", "app_url_value_preprocessor", "app_url_defaults",
+        "staticmethod", "classmethod", "property", "setter", "getter", "deleter",
+        "abstractmethod", "override",
+    }
+)  # fmt: skip
+#: Functions the loader itself calls (``flask.cli.find_best_app``) without the project naming them.
+FACTORIES = frozenset({"create_app", "make_app"})
+#: Metaclasses known to keep methods as they are; any other may copy or wrap them.
+PLAIN_METACLASSES: tuple[type, ...] = (type,)
+#: Slack for file timestamps, which Linux takes from a coarse clock (a jiffy behind).
+MTIME_SLACK_NS = 20_000_000
+Def = ast.FunctionDef | ast.AsyncFunctionDef
+
+
+class Declined(Exception):
+    """Why an edit needs a restart (one line, shown in the log)."""
+
+
+def top_defs(tree: ast.Module) -> list[tuple[str, Def, ast.ClassDef | None]]:
+    """The patchable functions: module-level ``def``s and methods of module-level classes, with
+    their qualified names (``edit``, ``User.save``)."""
+    found: list[tuple[str, Def, ast.ClassDef | None]] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            found.append((node.name, node, None))
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                    found.append((f"{node.name}.{item.name}", item, node))
+    return found
+
+
+def _docstring(node: Def) -> list[ast.stmt]:
+    first = node.body[0] if node.body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+        if isinstance(first.value.value, str):
+            return [first]
+    return []
+
+
+def skeleton(source: str) -> tuple[str, dict[str, list[str]]]:
+    """The module with the bodies of its patchable functions blanked (docstrings kept, since they
+    are read at load by some libraries), dumped without positions; and each of those functions
+    dumped whole, by name (a name defined twice, as a property's setter, has two).
+    Parses ``source``: raises ``SyntaxError``."""
+    tree = ast.parse(source)
+    defs: dict[str, list[str]] = {}
+    for name, node, _ in top_defs(tree):
+        defs.setdefault(name, []).append(ast.dump(node, include_attributes=False))
+        node.body = [*_docstring(node), ast.Pass()]
+    return ast.dump(tree, include_attributes=False), defs
+
+
+def _names(nodes: Iterable[ast.AST]) -> set[str]:
+    """Every name and attribute name used in ``nodes`` (what code there may call)."""
+    found: set[str] = set()
+    for root in nodes:
+        for node in ast.walk(root):
+            if isinstance(node, ast.Name):
+                found.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                found.add(node.attr)
+    return found
+
+
+def decorator_name(node: ast.expr) -> str:
+    """``route`` for ``@bp.route("/")``, ``lru_cache`` for ``@functools.lru_cache()``."""
+    if isinstance(node, ast.Call):
+        node = node.func
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else ""
+
+
+@dataclass
+class ModuleSummary:
+    """What one module's loading may call: names its module-level code uses, and per function
+    (by bare name) the names its body uses."""
+
+    load_names: set[str] = field(default_factory=set)
+    bodies: dict[str, set[str]] = field(default_factory=dict)
+    classes: dict[str, list[str]] = field(default_factory=dict)  # class -> its method names
+    decorated: set[str] = field(default_factory=set)  # defs with a non-registering decorator
+
+
+def summarize(source: str) -> ModuleSummary:
+    """Read one module for ``LoadGraph``. Raises ``SyntaxError``."""
+    tree = ast.parse(source)
+    summary = ModuleSummary()
+    bodies: set[int] = set()
+    for name, node, cls in top_defs(tree):
+        bare = node.name
+        summary.bodies.setdefault(bare, set()).update(_names(node.body))
+        bodies.update(id(stmt) for stmt in node.body)
+        if cls is not None:
+            summary.classes.setdefault(cls.name, []).append(bare)
+        if any(decorator_name(d) not in REGISTERING for d in node.decorator_list):
+            summary.decorated.add(name)
+    stack: list[ast.AST] = [tree]
+    while stack:  # everything outside the patchable bodies runs at import
+        item = stack.pop()
+        if isinstance(item, ast.Import | ast.ImportFrom):
+            continue
+        if isinstance(item, ast.Name):
+            summary.load_names.add(item.id)
+        elif isinstance(item, ast.Attribute):
+            summary.load_names.add(item.attr)
+        stack.extend(child for child in ast.iter_child_nodes(item) if id(child) not in bodies)
+    return summary
+
+
+@dataclass
+class LoadGraph:
+    """Which functions may have run while the app loaded, by name, over the whole project.
+
+    Conservative by construction: a function runs at load if its name is used by code that runs
+    at load (module-level code, class bodies, decorators, defaults, of any project module), by
+    the body of a function that does, or is a factory the loader calls; every method of a class
+    named there whose name is a dunder runs too (``__init__``, ``__init_subclass__``...).
+    Names are matched across modules, so ``from a import f`` then ``f()`` marks ``a.f``.
+    """
+
+    at_load: set[str] = field(default_factory=set)
+
+    @classmethod
+    def build(cls, summaries: Iterable[ModuleSummary], factories: Iterable[str]) -> LoadGraph:
+        summaries = list(summaries)
+        bodies: dict[str, set[str]] = {}
+        dunders: dict[str, set[str]] = {}
+        for s in summaries:
+            for name, used in s.bodies.items():
+                bodies.setdefault(name, set()).update(used)
+            for klass, methods in s.classes.items():
+                found = {m for m in methods if m.startswith("__") and m.endswith("__")}
+                dunders.setdefault(klass, set()).update(found)
+        todo = set(FACTORIES) | set(factories)
+        for s in summaries:
+            todo |= s.load_names
+        seen: set[str] = set()
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            todo |= bodies.get(name, set()) - seen
+            todo |= dunders.get(name, set()) - seen
+        return cls(seen)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the monitor is told: ``ok`` (patched, ``log`` says what) or why not."""
+
+    ok: bool
+    log: str
+
+    def to_message(self) -> dict[str, Any]:
+        return {"ok": self.ok, "log": self.log}
+
+
+@dataclass
+class Tracked:
+    module: types.ModuleType
+    source: str | None  # None: written while loading, or unreadable: never patched
+
+
+class Patcher:
+    """The app process's record of the project as loaded, and the patching itself."""
+
+    def __init__(self, modules: dict[str, types.ModuleType], load_started_ns: int, factory: str):
+        self.load_started_ns = load_started_ns
+        self.factory = factory
+        self.modules = modules  # real path -> module imported while loading the app
+        self.tracked: dict[str, Tracked] = {}
+        self.graph: LoadGraph | None = None
+        self.summaries: dict[str, ModuleSummary] = {}
+        self.cwd = os.getcwd()
+
+    def snapshot(self) -> None:
+        """Read every tracked source, as the load saw it (a file written since the load began
+        is never patched in this process). Then build the load graph."""
+        limit = self.load_started_ns - MTIME_SLACK_NS
+        summaries = []
+        for path, module in self.modules.items():
+            source = None
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+                if os.stat(path).st_mtime_ns < limit:
+                    source = importlib.util.decode_source(data)
+            except (OSError, UnicodeDecodeError, SyntaxError):
+                source = None
+            self.tracked[path] = Tracked(module, source)
+            if source is None:
+                continue
+            try:
+                summary = summarize(source)
+            except (SyntaxError, ValueError):
+                self.tracked[path] = Tracked(module, None)
+                continue
+            self.summaries[path] = summary
+            summaries.append(summary)
+        self.graph = LoadGraph.build(summaries, [self.factory] if self.factory else [])
+
+    def attempt(self, paths: list[str]) -> Outcome:
+        """Patch every file in ``paths``, or none of them."""
+        started = time.perf_counter()
+        if self.graph is None:
+            self.snapshot()
+        try:
+            plans = [self._plan(os.path.realpath(p)) for p in paths]
+            self._apply(plans)
+        except Declined as exc:
+            return Outcome(False, str(exc))
+        took = round((time.perf_counter() - started) * 1000)
+        parts = []
+        for plan in plans:
+            rel = os.path.relpath(plan.path, self.cwd)
+            names = ", ".join(f"{n}()" for n in plan.edited) or "nothing to run changed"
+            parts.append(f"{rel!r} in place: {names}")
+            tracked = self.tracked[plan.path]
+            tracked.source = plan.new_source
+        return Outcome(True, f" * Patched {'; '.join(parts)} in {took} ms")
+
+    def _plan(self, path: str) -> FilePlan:
+        tracked = self.tracked.get(path)
+        rel = os.path.relpath(path, self.cwd)
+        if tracked is None:
+            raise Declined(f"{rel!r} was not imported while the app loaded")
+        if tracked.source is None:
+            raise Declined(f"{rel!r} changed while the app loaded")
+        module = tracked.module
+        filename = getattr(module, "__file__", None) or path
+        try:
+            with open(path, "rb") as fh:
+                new_source = importlib.util.decode_source(fh.read())
+            new_skeleton, new_defs = skeleton(new_source)
+            new_code = compile(new_source, filename, "exec", dont_inherit=True)
+        except (OSError, SyntaxError, ValueError, UnicodeDecodeError) as exc:
+            raise Declined(f"{rel!r} does not compile ({type(exc).__name__})") from None
+        old_skeleton, old_defs = skeleton(tracked.source)
+        if new_skeleton != old_skeleton:
+            raise Declined(f"{rel!r} changed outside function bodies")
+        old_code = compile(tracked.source, filename, "exec", dont_inherit=True)
+        plan = FilePlan(path, rel, module, filename, new_source)
+        plan.old_codes, plan.new_codes = code_objects(old_code), code_objects(new_code)
+        plan.edited = [n for n in old_defs if old_defs[n] != new_defs[n]]
+        self._check_edited(plan)
+        return plan
+
+    def _check_edited(self, plan: FilePlan) -> None:
+        summary = self.summaries.get(plan.path, ModuleSummary())
+        at_load = self.graph.at_load if self.graph else set()
+        for name in plan.edited:
+            bare = name.rsplit(".", 1)[-1]
+            if bare in at_load:
+                raise Declined(f"{name}() may run while the app loads")
+            if name in summary.decorated:
+                raise Declined(f"{name}() has a decorator that may call or cache it")
+            old, new = plan.old_codes.get(name), plan.new_codes.get(name)
+            if old is None or new is None:
+                raise Declined(f"{name}() is defined twice in {plan.rel!r}")
+            if old.co_freevars != new.co_freevars or old.co_flags != new.co_flags:
+                raise Declined(f"{name}() changes its free variables or its kind")
+            if "." in name:
+                klass = getattr(plan.module, name.split(".", 1)[0], None)
+                if not isinstance(klass, type) or type(klass) not in PLAIN_METACLASSES:
+                    raise Declined(f"{name}() is a method of a class with a metaclass")
+
+    def _apply(self, plans: list[FilePlan]) -> None:
+        """Find the live functions and frames (one ``gc`` pass), check, then swap all at once."""
+        by_file = {plan.filename: plan for plan in plans}
+        live: dict[str, list[types.FunctionType]] = {}
+        frames: list[types.FrameType] = list(sys._current_frames().values())
+        for obj in gc.get_objects():
+            kind = type(obj)
+            if kind is types.FunctionType:
+                if obj.__code__.co_filename in by_file:
+                    live.setdefault(obj.__code__.co_filename, []).append(obj)
+            elif kind is types.GeneratorType or kind is types.CoroutineType:
+                frame = getattr(obj, "gi_frame", None) or getattr(obj, "cr_frame", None)
+                if frame is not None:
+                    frames.append(frame)
+            elif isinstance(obj, greenlet) and obj.gr_frame is not None:
+                frames.append(obj.gr_frame)
+        running = set()
+        for frame in frames:
+            f: types.FrameType | None = frame
+            while f is not None:
+                running.add(f.f_code)
+                f = f.f_back
+        swaps: list[tuple[types.FunctionType, types.CodeType]] = []
+        for plan in plans:
+            swaps += plan.swaps(live.get(plan.filename, []), running)
+        for function, code in swaps:
+            function.__code__ = code
+
+
+def code_objects(code: types.CodeType) -> dict[str, types.CodeType]:
+    """Every code object under a module's, by qualified name; a name used twice (lambdas, a
+    property's setter) is left out, so a live function with it is never swapped and an edit to
+    it is declined."""
+    found: dict[str, types.CodeType] = {}
+    twice: set[str] = set()
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        for const in current.co_consts:
+            if isinstance(const, types.CodeType):
+                name = const.co_qualname
+                if name in found:
+                    twice.add(name)
+                found[name] = const
+                stack.append(const)
+    for name in twice:
+        del found[name]
+    return found
+
+
+@dataclass
+class FilePlan:
+    path: str
+    rel: str
+    module: types.ModuleType
+    filename: str
+    new_source: str
+    old_codes: dict[str, types.CodeType] = field(default_factory=dict)
+    new_codes: dict[str, types.CodeType] = field(default_factory=dict)
+    edited: list[str] = field(default_factory=list)
+
+    def swaps(
+        self, functions: list[types.FunctionType], running: set[types.CodeType]
+    ) -> list[tuple[types.FunctionType, types.CodeType]]:
+        """New code for each live function of this file; raises ``Declined``."""
+        old_by_code = {code: name for name, code in self.old_codes.items()}
+        found: set[str] = set()
+        swaps = []
+        for function in functions:
+            name = old_by_code.get(function.__code__)
+            if name is None:
+                continue  # compiled by something else (exec, a template): not ours to touch
+            new = self.new_codes.get(name)
+            inside = next((e for e in self.edited if name.startswith(e + ".<locals>.")), None)
+            if inside is not None:
+                raise Declined(f"a function made by {inside}() is alive")
+            if new is None:
+                raise Declined(f"{name}() has no single counterpart in the new {self.rel!r}")
+            if name in self.edited:
+                found.add(name)
+            if new != function.__code__:
+                swaps.append((function, new))
+        for name in self.edited:
+            old = self.old_codes[name]
+            nested = name + ".<locals>."
+            if old in running or any(
+                c.co_filename == self.filename and c.co_qualname.startswith(nested) for c in running
+            ):
+                raise Declined(f"{name}() is running right now")
+            if name not in found:
+                raise Declined(f"{name}() is not alive under its name (rebound or wrapped)")
+        return swaps
+
+
+_patcher: list[Patcher] = []
+
+
+def track(before: Iterable[str], load_started_ns: int, files: Iterable[str], target: str) -> None:
+    """After a successful load: remember the project modules imported by it (not those already
+    in ``sys.modules`` before: a standby imported them ahead)."""
+    wanted = {os.path.realpath(f) for f in files}
+    skip = set(before)
+    modules: dict[str, types.ModuleType] = {}
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not path or name in skip:
+            continue
+        real = os.path.realpath(path)
+        if real in wanted:
+            if real in modules:  # imported under two names: one patch would miss the other
+                wanted.discard(real)
+                del modules[real]
+                continue
+            modules[real] = module
+    factory = target.partition(":")[2].partition("(")[0].strip() if target else ""
+    _patcher[:] = [Patcher(modules, load_started_ns, factory)]
+
+
+def prepare() -> None:
+    """Read the sources and build the load graph (the app process does it right after
+    serving starts, so a first patch pays nothing)."""
+    for patcher in _patcher:
+        if patcher.graph is None:
+            patcher.snapshot()
+
+
+def attempt(paths: list[str]) -> Outcome:
+    """Patch ``paths`` in this process, or say why not (no app loaded: always not)."""
+    if not _patcher:
+        return Outcome(False, "the app is not loaded")
+    try:
+        return _patcher[0].attempt(paths)
+    except Exception as exc:  # noqa: BLE001 - any surprise means the safe path: restart
+        return Outcome(False, f"unexpected {type(exc).__name__}: {exc}")
