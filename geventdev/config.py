@@ -148,6 +148,7 @@ class Config:
             "--patch/--no-patch",
             help="Apply an edit inside function bodies to the running app in place, when that "
             "is provably the same as a restart; else restart.",
+            envvar=("GEVENTDEV_PATCH",),
         ),
     )
     debugger_remote: bool = field(

@@ -221,7 +221,9 @@ def stays_false(predicate: Callable[[], bool], within: float) -> bool:
 def geventdev_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "WERKZEUG_"))}
     # extra may override: PYTHONDONTWRITEBYTECODE="" runs with bytecode caches on, as users do.
-    env.update({"PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "PYTHONDONTWRITEBYTECODE": "1", **extra})
+    # GEVENTDEV_PATCH=0: the suite tests restarts; tests/test_patch*.py turn patching on.
+    base = {"PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    env.update({**base, "GEVENTDEV_PATCH": "0", **extra})
     return env
 
 

@@ -254,18 +254,20 @@ class Plan:
             current = self.children.get(self.gen)
             serving = current is not None and current.ready and current.kill_at is None
             return [Notify(self.gen, refresh)] if refresh and serving else []
-        first = os.path.relpath(restart[0], self.cwd)
-        more = f" and {len(restart) - 1} more" if len(restart) > 1 else ""
         # Env files always restart cold: a standby's environment was fixed when it started.
         cold = any(p in self.cold_files or os.path.basename(p) in ENV_FILES for p in restart)
-        reason = f" * Detected change in {first!r}{more}, restarting"
         if self.patching is not None:  # a change while a patch is pending: restart for both
             restart = sorted({*restart, *self.patching[1]})
             self.patching = None
         elif not cold and self._patchable(restart):
             self.patching = (self.gen, frozenset(restart), now)
             return [TryPatch(self.gen, tuple(restart))]
-        return self._restart(reason, now, frozenset(restart), cold)
+        return self._restart(self._reason(restart), now, frozenset(restart), cold)
+
+    def _reason(self, restart: list[str]) -> str:
+        first = os.path.relpath(restart[0], self.cwd)
+        more = f" and {len(restart) - 1} more" if len(restart) > 1 else ""
+        return f" * Detected change in {first!r}{more}, restarting"
 
     def _patchable(self, paths: list[str]) -> bool:
         """Python files only, a serving app with no restart under way, and nothing a standby
@@ -291,11 +293,7 @@ class Plan:
         return [Log(f" * Not patched in place: {data.get('log')}"), *self._changed(paths, now)]
 
     def _changed(self, paths: frozenset[str], now: float) -> list[Action]:
-        restart = sorted(paths)
-        first = os.path.relpath(restart[0], self.cwd)
-        more = f" and {len(restart) - 1} more" if len(restart) > 1 else ""
-        reason = f" * Detected change in {first!r}{more}, restarting"
-        return self._restart(reason, now, paths)
+        return self._restart(self._reason(sorted(paths)), now, paths)
 
     def _on_restart(self, event: Restart, now: float) -> list[Action]:
         if self.stopping:

@@ -1,0 +1,208 @@
+"""In-place patching: the monitor's decisions (``Plan``, stepped without processes) and the app
+side's static reading of the project (``app.patch``), without servers. The differential corpus
+with real servers is tests/test_patch_corpus.py."""
+
+from __future__ import annotations
+
+import signal
+import textwrap
+
+from geventdev.app.patch import LoadGraph, skeleton, summarize
+from geventdev.monitor.plan import (
+    PATCH_TIMEOUT,
+    Activate,
+    Changes,
+    ChildExited,
+    ChildMessage,
+    Log,
+    Notify,
+    Plan,
+    Restart,
+    Signal,
+    Spawn,
+    Start,
+    Tick,
+    TryPatch,
+)
+from geventdev.protocol import Message
+
+READY = Message("ready", {"pid": 1})
+VIEW = "/p/views.py"
+
+
+def serving(standby: bool = False) -> Plan:
+    plan = Plan(graceful_timeout=5.0, cwd="/p", patch=True, standby=standby)
+    plan.step(Start(), 0.0)
+    plan.step(ChildMessage(1, READY), 0.0)
+    return plan
+
+
+def patched(ok: bool, log: str) -> Message:
+    return Message("patched", {"ok": ok, "log": log})
+
+
+def test_a_python_edit_asks_the_app_to_patch_before_any_restart() -> None:
+    plan = serving()
+    assert plan.step(Changes({VIEW: "restart"}), 1.0) == [TryPatch(1, (VIEW,))]
+    line = " * Patched 'views.py' in place: edit() in 4 ms"
+    assert plan.step(ChildMessage(1, patched(True, line)), 1.01) == [Log(line)]
+    assert plan.patching is None and plan.next_deadline() is None
+
+
+def test_a_refused_patch_is_the_usual_restart() -> None:
+    plan = serving()
+    plan.step(Changes({VIEW: "restart"}), 1.0)
+    actions = plan.step(ChildMessage(1, patched(False, "edit() may run while the app loads")), 1.0)
+    assert actions == [
+        Log(" * Not patched in place: edit() may run while the app loads"),
+        Log(" * Detected change in 'views.py', restarting"),
+        Spawn(2),
+    ]
+
+
+def test_a_refused_patch_uses_the_warm_standby() -> None:
+    plan = serving(standby=True)  # its "ready" started standby 2
+    plan.step(ChildMessage(2, Message("standby", {"paths": []})), 0.5)
+    assert plan.step(Changes({VIEW: "restart"}), 1.0) == [TryPatch(1, (VIEW,))]
+    actions = plan.step(ChildMessage(1, patched(False, "no")), 1.0)
+    assert actions[-1] == Activate(2)
+
+
+def test_what_is_never_patched_restarts_at_once() -> None:
+    plan = serving()
+    assert plan.step(Changes({"/p/.env": "restart"}), 1.0)[-1] == Spawn(2)  # env files
+    plan = serving()
+    assert plan.step(Changes({"/p/data.json": "restart"}), 1.0)[-1] == Spawn(2)  # not .py
+    plan = serving()
+    assert plan.step(Restart("SIGHUP"), 1.0)[-1] == Spawn(2)  # rs / SIGHUP: full restarts
+    plan = Plan(graceful_timeout=5.0, cwd="/p", patch=False)
+    plan.step(Start(), 0.0)
+    plan.step(ChildMessage(1, READY), 0.0)
+    assert plan.step(Changes({VIEW: "restart"}), 1.0)[-1] == Spawn(2)  # --no-patch
+    plan = Plan(graceful_timeout=5.0, cwd="/p", patch=True)
+    plan.step(Start(), 0.0)  # still loading: nothing to patch
+    assert plan.step(Changes({VIEW: "restart"}), 1.0)[-1] == Spawn(2)
+
+
+def test_a_file_the_standby_imported_ahead_is_never_patched() -> None:
+    plan = serving(standby=True)
+    plan.step(ChildMessage(2, Message("standby", {"paths": ["/lib/editable.py"]})), 0.5)
+    actions = plan.step(Changes({"/lib/editable.py": "restart"}), 1.0)
+    assert TryPatch not in {type(a) for a in actions}
+    assert actions[-1] == Spawn(3)  # cold: the standby holds the old copy
+
+
+def test_a_change_while_a_patch_is_pending_restarts_for_both() -> None:
+    plan = serving()
+    plan.step(Changes({VIEW: "restart"}), 1.0)
+    actions = plan.step(Changes({"/p/models.py": "restart"}), 1.1)
+    assert actions == [Log(" * Detected change in 'models.py' and 1 more, restarting"), Spawn(2)]
+    assert plan.step(ChildMessage(1, patched(True, " * Patched")), 1.2) == []  # too late
+
+
+def test_an_app_that_never_answers_is_restarted() -> None:
+    plan = serving()
+    plan.step(Changes({VIEW: "restart"}), 1.0)
+    assert plan.next_deadline() == 1.0 + PATCH_TIMEOUT
+    assert plan.step(Tick(), 1.5) == []
+    actions = plan.step(Tick(), 1.0 + PATCH_TIMEOUT)
+    assert actions[0] == Log(" * Not patched in place: no answer")
+    assert actions[-1] == Spawn(2)
+
+
+def test_an_app_that_dies_while_patching_is_reported_once() -> None:
+    plan = serving()
+    plan.step(Changes({VIEW: "restart"}), 1.0)
+    actions = plan.step(ChildExited(1, -signal.SIGKILL), 1.1)
+    assert Log(" * App was killed by SIGKILL (out of memory?); waiting for a change") in actions
+    assert plan.patching is None and plan.next_deadline() is None
+
+
+def test_a_restart_by_hand_while_patching_is_one_restart() -> None:
+    plan = serving()
+    plan.step(Changes({VIEW: "restart"}), 1.0)
+    actions = plan.step(Restart("SIGHUP"), 1.1)
+    assert actions == [Log(" * Restart requested (SIGHUP), restarting"), Spawn(2)]
+    assert plan.step(ChildMessage(1, patched(True, " * Patched")), 1.2) == []
+
+
+def test_refresh_only_changes_still_notify() -> None:
+    plan = serving()
+    assert plan.step(Changes({"/p/t.html": "refresh"}), 1.0) == [Notify(1, ("/p/t.html",))]
+
+
+def test_signals_are_not_sent_for_patches() -> None:
+    plan = serving()
+    actions = plan.step(Changes({VIEW: "restart"}), 1.0)
+    assert not [a for a in actions if isinstance(a, Signal | Spawn)]
+
+
+# The app side's static reading -------------------------------------------------------------
+def src(text: str) -> str:
+    return textwrap.dedent(text).lstrip()
+
+
+MODULE = src(
+    '''
+    import functools
+    from flask import Blueprint
+
+    bp = Blueprint("b", __name__)
+    LIMIT = 3
+
+
+    def title():
+        return "T"
+
+
+    TITLE = title()
+
+
+    @bp.route("/")
+    def index(x=LIMIT):
+        """Doc."""
+        return TITLE
+
+
+    @functools.lru_cache
+    def cached():
+        return 1
+
+
+    class Model:
+        kind = "m"
+
+        def __init__(self):
+            self.v = helper()
+
+        def show(self):
+            return self.kind
+    '''
+)
+
+
+def test_the_skeleton_ignores_bodies_but_not_docstrings_defaults_or_constants() -> None:
+    base, _ = skeleton(MODULE)
+    assert skeleton(MODULE.replace("return TITLE", "return TITLE + '!'\n    pass"))[0] == base
+    assert skeleton(MODULE.replace("return self.kind", "return 1"))[0] == base
+    for before, after in [
+        ('"""Doc."""', '"""Other."""'),
+        ("x=LIMIT", "x=4"),
+        ("LIMIT = 3", "LIMIT = 4"),
+        ('kind = "m"', 'kind = "n"'),
+        ('@bp.route("/")', '@bp.route("/x")'),
+        ("def cached():", "def cached2():"),
+    ]:
+        assert skeleton(MODULE.replace(before, after))[0] != base, after
+
+
+def test_the_load_graph_marks_what_module_level_code_calls() -> None:
+    summary = summarize(MODULE)
+    other = summarize(src("from mod import Model\nINSTANCE = Model()\n\ndef helper():\n    pass\n"))
+    graph = LoadGraph.build([summary, other], factories=[])
+    assert "title" in graph.at_load  # TITLE = title()
+    assert {"__init__", "helper"} <= graph.at_load  # Model() at import, its __init__ calls helper
+    assert "index" not in graph.at_load and "show" not in graph.at_load
+    assert "cached" in summary.decorated and "index" not in summary.decorated
+    assert "create_app" in LoadGraph.build([], factories=[]).at_load
+    assert "build" in LoadGraph.build([], factories=["build"]).at_load
