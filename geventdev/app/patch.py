@@ -223,34 +223,43 @@ class Patcher:
         self.factory = factory
         self.modules = modules  # real path -> module imported while loading the app
         self.tracked: dict[str, Tracked] = {}
+        self.raw: dict[str, bytes | None] = {}
         self.graph: LoadGraph | None = None
         self.summaries: dict[str, ModuleSummary] = {}
         self.cwd = os.getcwd()
 
-    def snapshot(self) -> None:
-        """Read every tracked source, as the load saw it (a file written since the load began
-        is never patched in this process). Then build the load graph."""
+    def read_sources(self) -> None:
+        """Keep every tracked file's bytes as the load saw them, at once (before "ready": an
+        edit right after must find the old text). A file written since the load began is never
+        patched in this process: what the load read of it is unknown."""
         limit = self.load_started_ns - MTIME_SLACK_NS
-        summaries = []
         for path, module in self.modules.items():
-            source = None
+            data = None
             try:
                 with open(path, "rb") as fh:
                     data = fh.read()
-                if os.stat(path).st_mtime_ns < limit:
-                    source = importlib.util.decode_source(data)
-            except (OSError, UnicodeDecodeError, SyntaxError):
-                source = None
-            self.tracked[path] = Tracked(module, source)
-            if source is None:
-                continue
+                if os.stat(path).st_mtime_ns >= limit:
+                    data = None
+            except OSError:
+                data = None
+            self.raw[path] = data
+            self.tracked[path] = Tracked(module, None)
+
+    def snapshot(self) -> None:
+        """Decode the sources and build the load graph (done after "ready", off the restart's
+        critical path, or by the first patch)."""
+        summaries = []
+        for path, data in self.raw.items():
+            tracked = self.tracked[path]
             try:
-                summary = summarize(source)
-            except (SyntaxError, ValueError):
-                self.tracked[path] = Tracked(module, None)
-                continue
-            self.summaries[path] = summary
-            summaries.append(summary)
+                tracked.source = importlib.util.decode_source(data) if data is not None else None
+                if tracked.source is not None:
+                    summary = summarize(tracked.source)
+                    self.summaries[path] = summary
+                    summaries.append(summary)
+            except (SyntaxError, ValueError, UnicodeDecodeError):
+                tracked.source = None
+        self.raw.clear()
         self.graph = LoadGraph.build(summaries, [self.factory] if self.factory else [])
 
     def attempt(self, paths: list[str]) -> Outcome:
@@ -433,7 +442,9 @@ def track(before: Iterable[str], load_started_ns: int, files: Iterable[str], tar
                 continue
             modules[real] = module
     factory = target.partition(":")[2].partition("(")[0].strip() if target else ""
-    _patcher[:] = [Patcher(modules, load_started_ns, factory)]
+    patcher = Patcher(modules, load_started_ns, factory)
+    patcher.read_sources()
+    _patcher[:] = [patcher]
 
 
 def prepare() -> None:
