@@ -213,6 +213,8 @@ class Outcome:
 class Tracked:
     module: types.ModuleType
     source: str | None  # None: written while loading, or unreadable: never patched
+    #: The source's skeleton, functions and code objects, kept from the last patch.
+    parsed: tuple[str, dict[str, list[str]], dict[str, types.CodeType]] | None = None
 
 
 class Patcher:
@@ -279,7 +281,7 @@ class Patcher:
             names = ", ".join(f"{n}()" for n in plan.edited) or "nothing to run changed"
             parts.append(f"{rel!r} in place: {names}")
             tracked = self.tracked[plan.path]
-            tracked.source = plan.new_source
+            tracked.source, tracked.parsed = plan.new_source, plan.parsed
         return Outcome(True, f" * Patched {'; '.join(parts)} in {took} ms")
 
     def _plan(self, path: str) -> FilePlan:
@@ -298,12 +300,15 @@ class Patcher:
             new_code = compile(new_source, filename, "exec", dont_inherit=True)
         except (OSError, SyntaxError, ValueError, UnicodeDecodeError) as exc:
             raise Declined(f"{rel!r} does not compile ({type(exc).__name__})") from None
-        old_skeleton, old_defs = skeleton(tracked.source)
+        if tracked.parsed is None:
+            old_code = compile(tracked.source, filename, "exec", dont_inherit=True)
+            tracked.parsed = (*skeleton(tracked.source), code_objects(old_code))
+        old_skeleton, old_defs, old_codes = tracked.parsed
         if new_skeleton != old_skeleton:
             raise Declined(f"{rel!r} changed outside function bodies")
-        old_code = compile(tracked.source, filename, "exec", dont_inherit=True)
         plan = FilePlan(path, rel, module, filename, new_source)
-        plan.old_codes, plan.new_codes = code_objects(old_code), code_objects(new_code)
+        plan.old_codes, plan.new_codes = old_codes, code_objects(new_code)
+        plan.parsed = (new_skeleton, new_defs, plan.new_codes)
         plan.edited = [n for n in old_defs if old_defs[n] != new_defs[n]]
         self._check_edited(plan)
         return plan
@@ -332,17 +337,19 @@ class Patcher:
         by_file = {plan.filename: plan for plan in plans}
         live: dict[str, list[types.FunctionType]] = {}
         frames: list[types.FrameType] = list(sys._current_frames().values())
-        for obj in gc.get_objects():
-            kind = type(obj)
-            if kind is types.FunctionType:
-                if obj.__code__.co_filename in by_file:
-                    live.setdefault(obj.__code__.co_filename, []).append(obj)
-            elif kind is types.GeneratorType or kind is types.CoroutineType:
-                frame = getattr(obj, "gi_frame", None) or getattr(obj, "cr_frame", None)
-                if frame is not None:
-                    frames.append(frame)
-            elif isinstance(obj, greenlet) and obj.gr_frame is not None:
-                frames.append(obj.gr_frame)
+        # One pass over the heap (~10 ms per 100k objects), typed by a set lookup: isinstance
+        # per object would cost several times more.
+        wanted = {types.FunctionType, types.GeneratorType, types.CoroutineType, *_subclasses()}
+        for obj in [o for o in gc.get_objects() if type(o) in wanted]:
+            if type(obj) is types.FunctionType:
+                filename = obj.__code__.co_filename
+                if filename in by_file:
+                    live.setdefault(filename, []).append(obj)
+                continue
+            frame = getattr(obj, "gr_frame", None) or getattr(obj, "gi_frame", None)
+            frame = frame or getattr(obj, "cr_frame", None)
+            if frame is not None:
+                frames.append(frame)
         running = set()
         for frame in frames:
             f: types.FrameType | None = frame
@@ -387,6 +394,7 @@ class FilePlan:
     old_codes: dict[str, types.CodeType] = field(default_factory=dict)
     new_codes: dict[str, types.CodeType] = field(default_factory=dict)
     edited: list[str] = field(default_factory=list)
+    parsed: tuple[str, dict[str, list[str]], dict[str, types.CodeType]] | None = None
 
     def swaps(
         self, functions: list[types.FunctionType], running: set[types.CodeType]
@@ -419,6 +427,18 @@ class FilePlan:
             if name not in found:
                 raise Declined(f"{name}() is not alive under its name (rebound or wrapped)")
         return swaps
+
+
+def _subclasses() -> set[type]:
+    """``greenlet`` and every subclass of it defined so far (gevent's ``Greenlet``, its hub...)."""
+    found: set[type] = set()
+    todo: list[type] = [greenlet]
+    while todo:
+        klass = todo.pop()
+        if klass not in found:
+            found.add(klass)
+            todo.extend(klass.__subclasses__())
+    return found
 
 
 _patcher: list[Patcher] = []
