@@ -1,0 +1,67 @@
+"""In-place patching seen from outside: the same process serves the new code, open pages are told
+to reload, SIGHUP stays a full restart, and ``--no-patch`` restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import HELLO_APP, DevServer, wait_until, write
+
+pytestmark = pytest.mark.e2e
+#: Bytecode caches on (an empty value turns PYTHONDONTWRITEBYTECODE off), patching on.
+PATCHING = {"PYTHONDONTWRITEBYTECODE": "", "GEVENTDEV_PATCH": "1"}
+
+
+def events(server: DevServer, timeout: float = 15.0) -> Iterator[tuple[str, object]]:
+    """The live-reload event stream, as a page's EventSource reads it (pings skipped; the
+    server pings every 10 s, so the deadline is checked at least that often)."""
+    response = requests.get(server.url + "/__geventdev__/livereload", stream=True, timeout=15)
+    deadline = time.monotonic() + timeout
+    name = ""
+    for line in response.iter_lines(decode_unicode=True):
+        assert time.monotonic() < deadline, "no live-reload event in time"
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: ") and name != "ping":
+            yield name, json.loads(line.removeprefix("data: "))
+
+
+def test_a_body_edit_is_served_by_the_same_process_and_reloads_open_pages(
+    dev_server: Callable[..., DevServer], project: Path
+) -> None:
+    write(project / "app.py", HELLO_APP)
+    server = dev_server("app.py", **PATCHING)
+    server.wait_for_text("/", "hello v1")
+    pid = server.get("/pid").text
+    stream = events(server)
+    assert next(stream)[0] == "hello"
+    write(project / "app.py", HELLO_APP.replace("hello v1", "hello v2, patched"))
+    assert next(stream) == ("reload", {"paths": ["app.py"]})
+    assert server.get("/").text == "hello v2, patched"
+    assert server.get("/pid").text == pid
+    log = server.wait_for_log(" * Patched 'app.py' in place: index() in ")
+    assert " * Detected change in " not in log and " * Restarted in " not in log
+
+    os.kill(server.pid, signal.SIGHUP)  # by hand: always a full restart
+    server.wait_for_log(" * Restart requested (SIGHUP), restarting")
+    wait_until(lambda: server.get("/pid").text != pid, what="a new app process")
+    assert server.get("/").text == "hello v2, patched"
+
+
+def test_no_patch_restarts(dev_server: Callable[..., DevServer], project: Path) -> None:
+    write(project / "app.py", HELLO_APP)
+    server = dev_server("app.py", "--no-patch", PYTHONDONTWRITEBYTECODE="")
+    server.wait_for_text("/", "hello v1")
+    pid = server.get("/pid").text
+    write(project / "app.py", HELLO_APP.replace("hello v1", "hello v2, restarted"))
+    server.wait_for_text("/", "hello v2, restarted")
+    server.wait_for_log(" * Restarted in ")
+    assert server.get("/pid").text != pid and " * Patched " not in server.log()
