@@ -32,10 +32,12 @@ import os
 import sys
 import time
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import gevent
+from gevent.lock import Semaphore
 from greenlet import greenlet  # type: ignore[import-untyped]
 
 #: Decorators that only register or describe a function and never call it while loading:
@@ -226,6 +228,7 @@ class Patcher:
         self.modules = modules  # real path -> module imported while loading the app
         self.tracked: dict[str, Tracked] = {}
         self.raw: dict[str, bytes | None] = {}
+        self.lock = Semaphore()
         self.graph: LoadGraph | None = None
         self.summaries: dict[str, ModuleSummary] = {}
         self.cwd = os.getcwd()
@@ -247,11 +250,14 @@ class Patcher:
             self.raw[path] = data
             self.tracked[path] = Tracked(module, None)
 
-    def snapshot(self) -> None:
+    def snapshot(self, pause: Callable[[], None] = lambda: None) -> None:
         """Decode the sources and build the load graph (done after "ready", off the restart's
-        critical path, or by the first patch)."""
+        critical path, or by the first patch). ``pause`` is called every few files, so reading
+        a big project never holds requests up for long."""
         summaries = []
-        for path, data in self.raw.items():
+        for number, (path, data) in enumerate(self.raw.items()):
+            if number % 20 == 19:
+                pause()
             tracked = self.tracked[path]
             try:
                 tracked.source = importlib.util.decode_source(data) if data is not None else None
@@ -261,14 +267,15 @@ class Patcher:
                     summaries.append(summary)
             except (SyntaxError, ValueError, UnicodeDecodeError):
                 tracked.source = None
-        self.raw.clear()
         self.graph = LoadGraph.build(summaries, [self.factory] if self.factory else [])
+        self.raw.clear()
 
     def attempt(self, paths: list[str]) -> Outcome:
         """Patch every file in ``paths``, or none of them."""
         started = time.perf_counter()
-        if self.graph is None:
-            self.snapshot()
+        with self.lock:  # prepare() may be halfway through
+            if self.graph is None:
+                self.snapshot()
         try:
             plans = [self._plan(os.path.realpath(p)) for p in paths]
             self._apply(plans)
@@ -469,10 +476,11 @@ def track(before: Iterable[str], load_started_ns: int, files: Iterable[str], tar
 
 def prepare() -> None:
     """Read the sources and build the load graph (the app process does it right after
-    serving starts, so a first patch pays nothing)."""
+    serving starts, so a first patch pays nothing), yielding to requests as it goes."""
     for patcher in _patcher:
-        if patcher.graph is None:
-            patcher.snapshot()
+        with patcher.lock:
+            if patcher.graph is None:
+                patcher.snapshot(pause=lambda: gevent.sleep(0))
 
 
 def attempt(paths: list[str]) -> Outcome:
