@@ -66,12 +66,35 @@ def index():
 
 @bp.route("/calc")
 def calc():
+    "Calc v1."
     return str(helper(3))
+
+
+@bp.after_request
+def stamp(response):
+    response.headers["X-Stamp"] = "stamp v1"
+    return response
 
 
 class Greeter:
     def greet(self, name):
         return f"hello {name}"
+
+    @property
+    def label(self):
+        return "label v1"
+
+
+@bp.route("/label")
+def label():
+    return Greeter().label
+
+
+@bp.route("/lazy")
+def lazy_value():
+    import lazy
+
+    return lazy.value()
 
 
 @bp.route("/greet")
@@ -243,6 +266,7 @@ async def aview():
 
 FILES = {"app.py": APP, "views.py": VIEWS, "traps.py": TRAPS, "models.py": MODELS}
 FILES["aviews.py"] = AVIEWS
+FILES["lazy.py"] = 'def value():\n    return "lazy v1"\n'
 ROUTES = [
     "/",
     "/calc",
@@ -261,6 +285,8 @@ ROUTES = [
     "/model",
     "/async",
     "/added",
+    "/label",
+    "/lazy",
 ]
 
 
@@ -283,6 +309,10 @@ CORPUS = [
     Step("lines move below an edit", "views.py", '    return "index v2, longer"\n',
          '    text = "index v3"\n    text += "!"\n    return text\n', "patch"),
     Step("view raises", "views.py", 'return "no boom yet"', 'raise ValueError("boom v1")', "patch"),
+    Step("after_request hook body", "views.py", '"stamp v1"', '"stamp v2"', "patch"),
+    Step("property body", "views.py", '"label v1"', '"label v2"', "patch"),
+    Step("docstring", "views.py", '"Calc v1."', '"Calc v2."', "restart"),
+    Step("module imported after the load", "lazy.py", '"lazy v1"', '"lazy v2"', "restart"),
     Step("partial's target body", "views.py", 'f"render {kind}"', 'f"rendered {kind}"',
          "restart"),
     Step("helper called at import", "traps.py", '"title v1"', '"title v2"', "restart"),
@@ -314,7 +344,7 @@ def answer(server: DevServer, path: str) -> tuple[int, str]:
     response = requests.get(server.url + path, timeout=15)
     text = response.text.replace(str(server.project), "<project>")
     if response.status_code != 500:
-        return response.status_code, text
+        return response.status_code, f"{text} [X-Stamp: {response.headers.get('X-Stamp')}]"
     title = re.search(r"<title>(.*?)</title>", text, re.S)
     frames = [(Path(f).name, line) for f, line in FRAME.findall(text) if "<project>" in f]
     return 500, f"{title.group(1).strip() if title else '?'} {frames}"

@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,34 @@ def test_no_patch_restarts(dev_server: Callable[..., DevServer], project: Path) 
     server.wait_for_text("/", "hello v2, restarted")
     server.wait_for_log(" * Restarted in ")
     assert server.get("/pid").text != pid and " * Patched " not in server.log()
+
+
+SLOW_APP = """
+import time
+from pathlib import Path
+from flask import Flask
+
+app = Flask(__name__)
+
+@app.route("/slow")
+def slow():
+    Path("started").write_text("1")
+    time.sleep(2)
+    return "slow v1"
+"""
+
+
+def test_an_edit_to_a_function_running_right_now_restarts(
+    dev_server: Callable[..., DevServer], project: Path
+) -> None:
+    write(project / "app.py", SLOW_APP)
+    server = dev_server("app.py", **PATCHING)
+    server.url  # noqa: B018 - started
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(server.get, "/slow")
+        wait_until(lambda: (project / "started").exists(), what="the slow request running")
+        write(project / "app.py", SLOW_APP.replace('"slow v1"', '"slow v2"'))
+        server.wait_for_log(" * Not patched in place: slow() is running right now")
+        assert in_flight.result().text == "slow v1"  # finished by the old process, old code
+    server.wait_for_log(" * Restarted in ")
+    assert server.wait_for_text("/slow", "slow v2")
