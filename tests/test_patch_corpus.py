@@ -237,6 +237,22 @@ class Base(metaclass=ModelMeta):
     pass
 
 
+class Declarative:
+    """Like SQLAlchemy 2's DeclarativeBase: the work happens in __init_subclass__."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.columns = getattr(cls, "define")(cls)
+
+
+class Order(Declarative):
+    def define(cls):
+        return "columns v1"
+
+    def show(self):
+        return "order v1"
+
+
 class User(Base):
     def table_name(cls):
         return "users_v1"
@@ -247,7 +263,7 @@ class User(Base):
 
 @bp.route("/model")
 def model():
-    return User.table + " " + User().describe()
+    return User.table + " " + User().describe() + " " + Order.columns + " " + Order().show()
 '''
 
 AVIEWS = """
@@ -326,6 +342,10 @@ CORPUS = [
          'suffix + " made v2"', "restart"),
     Step("model hook called by the metaclass", "models.py", '"users_v1"', '"users_v2"', "restart"),
     Step("model method", "models.py", '"user v1"', '"user v2"', "restart"),
+    Step("hook called by __init_subclass__", "models.py", '"columns v1"', '"columns v2"',
+         "restart"),
+    Step("method of an __init_subclass__ model", "models.py", '"order v1"', '"order v2"',
+         "restart"),
     Step("syntax error", "views.py", 'f"hi {name}!"', '"broken', "restart"),
     Step("fixed again", "views.py", '"broken', 'f"hi {name}!!"', "restart"),
     Step("new route", "views.py", "@bp.route(\"/below\")",

@@ -60,6 +60,9 @@ REGISTERING = frozenset(
 FACTORIES = frozenset({"create_app", "make_app"})
 #: Metaclasses known to keep methods as they are; any other may copy or wrap them.
 PLAIN_METACLASSES: tuple[type, ...] = (type,)
+#: Modules whose ``__init_subclass__`` only reads method names (Flask's class-based views);
+#: any other (SQLAlchemy 2's ``DeclarativeBase``, a project's own) may copy or call methods.
+SAFE_HOOKS = frozenset({"builtins", "flask.views"})
 #: Slack for file timestamps, which Linux takes from a coarse clock (a jiffy behind).
 MTIME_SLACK_NS = 20_000_000
 Def = ast.FunctionDef | ast.AsyncFunctionDef
@@ -338,6 +341,11 @@ class Patcher:
                 klass = getattr(plan.module, name.split(".", 1)[0], None)
                 if not isinstance(klass, type) or type(klass) not in PLAIN_METACLASSES:
                     raise Declined(f"{name}() is a method of a class with a metaclass")
+                if any(
+                    "__init_subclass__" in vars(base) and base.__module__ not in SAFE_HOOKS
+                    for base in klass.__mro__
+                ):
+                    raise Declined(f"{name}() is a method of a class with __init_subclass__")
 
     def _apply(self, plans: list[FilePlan]) -> None:
         """Find the live functions and frames (one ``gc`` pass), check, then swap all at once."""
