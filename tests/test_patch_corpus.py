@@ -3,11 +3,12 @@ restarts (``--no-patch``), side by side, must give identical answers on every ro
 
 Two real servers on two copies of one project, reused across the whole corpus (one pair, so the
 suite stays fast). Each step edits both copies the same way, waits until each server has applied
-it (``* Patched`` or ``* Restarted in``), then GETs every route on both. Steps also say which path
-the patching server must take: the plain body edits must be patched (the fast path is real), the
-traps must restart (a helper used at import, a decorator, a default argument, a class attribute,
-a module constant, a closure made at load with other free variables, ``lru_cache``, a method of
-a declarative model whose metaclass copies and calls methods, a syntax error, a new route).
+it (``* Patched``, ``* Restarted in`` or ``* Serving the error page``), then GETs every route on
+both. Steps also say which path the patching server must take: the plain body edits must be
+patched (the fast path is real), the traps must restart (a helper used at import, a decorator,
+a default argument, a class attribute, a module constant, a closure made at load with other free
+variables, ``lru_cache``, a method of a declarative model whose metaclass or ``__init_subclass__``
+copies and calls methods, a syntax error, a new route, a module imported after the load).
 Error pages are compared by their exception line and the project frames' line numbers.
 """
 
@@ -372,7 +373,8 @@ def answer(server: DevServer, path: str) -> tuple[int, str]:
 
 def applied(server: DevServer) -> int:
     log = server.log()
-    return log.count(" * Patched ") + log.count(" * Restarted in ")
+    swaps = log.count(" * Restarted in ") + log.count(" * Serving the error page")
+    return log.count(" * Patched ") + swaps
 
 
 @pytest.fixture(scope="module")
@@ -428,6 +430,6 @@ def _last_is_patch(server: DevServer) -> bool:
     lines = [
         line
         for line in server.log().splitlines()
-        if line.startswith((" * Patched ", " * Restarted in "))
+        if line.startswith((" * Patched ", " * Restarted in ", " * Serving the error page"))
     ]
     return bool(lines) and lines[-1].startswith(" * Patched ")
