@@ -82,6 +82,11 @@ def test_what_is_never_patched_restarts_at_once() -> None:
     plan = Plan(graceful_timeout=5.0, cwd="/p", patch=True)
     plan.step(Start(), 0.0)  # still loading: nothing to patch
     assert plan.step(Changes({VIEW: "restart"}), 1.0)[-1] == Spawn(2)
+    plan = Plan(graceful_timeout=5.0, cwd="/p", patch=True)
+    plan.step(Start(), 0.0)
+    plan.step(ChildMessage(1, Message("load_error", {"kind": "exception", "error": "x"})), 0.1)
+    plan.step(ChildMessage(1, READY), 0.2)  # serving the error page
+    assert plan.step(Changes({VIEW: "restart"}), 1.0)[-1] == Spawn(2)
 
 
 def test_a_file_the_standby_imported_ahead_is_never_patched() -> None:

@@ -279,6 +279,7 @@ class Plan:
             and all(p.endswith(".py") for p in paths)
             and current is not None
             and current.ready
+            and not current.failed  # the error page: nothing to patch
             and current.kill_at is None
             and all(c.ready for c in self._apps())
             and not (waiting is not None and set(paths) & waiting.preloaded)
