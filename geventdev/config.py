@@ -13,7 +13,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from geventdev.net import UNIX_SCHEME
+
 ReloaderType = Literal["auto", "watchdog", "stat"]
+#: uvicorn's ``--log-level`` names; ``trace`` is below ``debug`` (5, as in uvicorn).
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+#: Every option can also be set as GEVENTDEV_<OPTION> (after flask's own FLASK_* name, if any).
+ENV_PREFIX = "GEVENTDEV_"
 #: The env files Flask reads by default (``flask.cli.load_dotenv``), lowest precedence first.
 ENV_FILES = (".flaskenv", ".env")
 
@@ -39,7 +45,16 @@ class Config:
     )
     host: str = field(
         default="127.0.0.1",
-        metadata=_opt("-h", "--host", help="The interface to bind to.", envvar=("FLASK_RUN_HOST",)),
+        metadata=_opt(
+            "-h",
+            "--host",
+            help="The interface to bind to, or unix://PATH for a Unix socket.",
+            envvar=("FLASK_RUN_HOST",),
+        ),
+    )
+    uds: str | None = field(
+        default=None,
+        metadata=_opt("--uds", help="Serve on this Unix socket instead (like --host unix://PATH)."),
     )
     port: int = field(
         default=5000,
@@ -98,6 +113,24 @@ class Config:
             "--exclude-patterns",
             help=f"fnmatch patterns of files to ignore, separated by {os.pathsep!r}; repeatable.",
             envvar=("FLASK_RUN_EXCLUDE_PATTERNS",),
+            split=True,
+        ),
+    )
+    reload_include: tuple[str, ...] = field(
+        default=(),
+        metadata=_opt(
+            "--reload-include",
+            help="Glob of files whose change restarts the app (besides *.py and .env), e.g. "
+            f"'*.toml' or 'config/*.yaml'; separated by {os.pathsep!r}, repeatable.",
+            split=True,
+        ),
+    )
+    reload_exclude: tuple[str, ...] = field(
+        default=(),
+        metadata=_opt(
+            "--reload-exclude",
+            help="Glob of files to ignore, e.g. 'data/*' or '*.csv'; separated by "
+            f"{os.pathsep!r}, repeatable.",
             split=True,
         ),
     )
@@ -198,6 +231,31 @@ class Config:
             min=0.1,
         ),
     )
+    access_log: bool = field(
+        default=True,
+        metadata=_opt(
+            "--access-log/--no-access-log",
+            help="Log each request (the 'werkzeug' logger, as under flask run).",
+        ),
+    )
+    log_level: str | None = field(
+        default=None,
+        metadata=_opt(
+            "--log-level",
+            help="Level of the 'geventdev' and 'werkzeug' loggers (uvicorn's names). Default: "
+            "info, unless the app or --log-config sets one.",
+            choices=LOG_LEVELS,
+        ),
+    )
+    log_config: str | None = field(
+        default=None,
+        metadata=_opt(
+            "--log-config",
+            help="A logging config file: .json or .yaml (logging.config.dictConfig), else .ini "
+            "(fileConfig); applied in the monitor and in every app process, before the app loads.",
+            type="path",
+        ),
+    )
     pool_size: int = field(
         default=10_000,
         metadata=_opt(
@@ -210,6 +268,19 @@ class Config:
             raise ValueError(f"Invalid port {self.port}: use a number from 0 to 65535.")
         if self.reloader_type not in ("auto", "watchdog", "stat"):
             raise ValueError(f"Invalid reloader type {self.reloader_type!r}.")
+        if self.log_level is not None and self.log_level not in LOG_LEVELS:
+            raise ValueError(f"Invalid log level {self.log_level!r}: use one of {LOG_LEVELS}.")
+        if self.uds is not None and self.host.startswith(UNIX_SCHEME):
+            raise ValueError("Got --uds and --host unix://...: pick one.")
+
+    @property
+    def unix_socket(self) -> str | None:
+        """The Unix socket path to serve on (``--uds PATH`` or ``--host unix://PATH``), if any."""
+        if self.uds:
+            return os.path.abspath(self.uds)
+        if self.host.startswith(UNIX_SCHEME):
+            return os.path.abspath(self.host[len(UNIX_SCHEME) :])
+        return None
 
     @property
     def use_reloader(self) -> bool:

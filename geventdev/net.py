@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
+import stat
 
 BACKLOG = 2048
+#: ``REMOTE_ADDR`` of a Unix-socket peer (what werkzeug's server sets): always this machine.
+LOCAL_PEER = "<local>"
+#: ``--host unix://PATH``: werkzeug's (flask run's) spelling of a Unix socket.
+UNIX_SCHEME = "unix://"
 
 
 class BindError(Exception):
@@ -45,6 +51,45 @@ def bind_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
+def bind_unix_listener(path: str) -> socket.socket:
+    """Bind and listen on a Unix socket (``--uds PATH``, ``--host unix://PATH``).
+
+    A socket file left by a server that is gone (a crash, SIGKILL) is replaced; one that still
+    answers is in use; any other file there is never touched.
+    """
+    if os.path.lexists(path):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise BindError(f"Cannot serve on {path}: it exists and is not a socket.")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:  # nobody listens: a stale socket file
+            os.unlink(path)
+        else:
+            raise BindError(f"{path} is in use by another server: stop it, or pick another path.")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"Cannot listen on unix://{path}: {exc.strerror or exc}.") from None
+    sock.set_inheritable(True)
+    sock.setblocking(False)  # as bind_listener's, for the same reason
+    return sock
+
+
+def remove_unix_socket(path: str) -> None:
+    """Remove our socket file on exit (only a socket: never a file put there meanwhile)."""
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
 def bind_error_message(exc: OSError, host: str, port: int) -> str:
     if exc.errno == errno.EADDRINUSE:
         hint = " On macOS, try disabling the 'AirPlay Receiver' service." if port == 5000 else ""
@@ -60,12 +105,19 @@ def bind_error_message(exc: OSError, host: str, port: int) -> str:
 
 
 def is_loopback(address: str | None) -> bool:
-    """True for 127.0.0.0/8, ::1 (also IPv4-mapped) and "localhost"."""
+    """True for 127.0.0.0/8, ::1 (also IPv4-mapped), "localhost" and a Unix-socket peer."""
     if not address:
         return False
+    if address == LOCAL_PEER:
+        return True
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return address == "localhost"
     mapped = getattr(ip, "ipv4_mapped", None)
     return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def is_local_host(host: str) -> bool:
+    """Whether ``--host`` is reachable from this machine only: loopback or a Unix socket."""
+    return host.startswith(UNIX_SCHEME) or is_loopback(host)

@@ -30,7 +30,8 @@ ENV_CONTROL_FD = "GEVENTDEV_CONTROL_FD"
 ENV_CONFIG = "GEVENTDEV_CONFIG"
 ENV_MONITOR_PID = "GEVENTDEV_MONITOR_PID"
 #: Set for a warm standby: import libraries, report ``standby``, then wait for ``load``.
-ENV_STANDBY = "GEVENTDEV_STANDBY"
+#: (Not GEVENTDEV_STANDBY: that is the --standby option's environment variable.)
+ENV_STANDBY = "GEVENTDEV_WARM_STANDBY"
 #: Space-separated module names a standby imports ahead (what the last app process used).
 ENV_PRELOAD = "GEVENTDEV_PRELOAD"
 #: Stays set in the child for the app to see (``geventdev.is_running_from_reloader``).

@@ -3,7 +3,7 @@
 gevent's monitor thread (``GEVENT_MONITOR_THREAD_ENABLE``) notices when the hub has not run for
 ``max_blocking_time`` and emits ``gevent.events.EventLoopBlocked`` naming the greenlet that held
 it. gevent's own report is a page of every thread's stack for *each* occurrence, so we turn that
-off (``print_blocking_reports``, gevent >= 25.4.1) and print, once per offender, one line naming
+off (``print_blocking_reports``, gevent >= 25.4.1) and print, once per cause, one line naming
 the request, its route and the app frame that blocked, followed by that frame's stack. The same
 monitor in production: ``GEVENT_MONITOR_THREAD_ENABLE=1 gunicorn -k gevent ...`` (gevent's
 full reports).
@@ -11,6 +11,7 @@ full reports).
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -18,8 +19,9 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any
 
+from geventdev import logs
 from geventdev.paths import OWN_DIR, interpreter_prefixes
 from geventdev.wsgi import WSGIApp
 
@@ -27,6 +29,10 @@ from geventdev.wsgi import WSGIApp
 #: compile. A block is certain to be seen once it lasts two periods of the monitor thread.
 DEFAULT_THRESHOLD = 0.2
 STACK_LIMIT = 8
+FIRST_REQUEST = (
+    "   | This was a first request since the app (re)started: one-time work (imports, Jinja"
+    " compiling templates, migrations) blocks once there; if it does not recur, it is harmless.\n"
+)
 #: Not the user's code: the same line the watcher and the standby draw (interpreter trees, us).
 _NOT_APP = (*interpreter_prefixes(), OWN_DIR)
 
@@ -80,12 +86,24 @@ def shown_path(path: str) -> str:
 
 
 class BlockingAlarm:
-    """Records which request each greenlet serves and reports blocked hubs, once per offender."""
+    """Records which request each greenlet serves and reports blocked hubs, once per cause.
 
-    def __init__(self, threshold: float, out: TextIO) -> None:
-        self.threshold, self.out = threshold, out
-        self.requests: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
-        self.seen: set[tuple[str, str]] = set()  # (file, function) already reported
+    A cause is the route (or path) that blocked, or the app function that blocked: a report is
+    made only when neither was reported before, so a first request's database migrations (ten
+    blocking calls in ten files) are one report, and a helper that blocks from several routes is
+    one report too. Requests that began before any request finished since the app (re)started
+    are marked as such: one-time work (imports, Jinja compiling templates) blocks there once.
+    """
+
+    def __init__(self, threshold: float, log: Callable[[str], None] | None = None) -> None:
+        self.threshold = threshold
+        self.log = log or (lambda text: logs.say(text, logging.WARNING))
+        #: greenlet -> (its request's environ, whether it is a first request)
+        self.requests: weakref.WeakKeyDictionary[Any, tuple[dict[str, Any], bool]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.seen: set[tuple[str, ...]] = set()  # causes already reported
+        self.finished = False  # a request has finished since this process started serving
         self.hub: Any = None
 
     def wrap(self, app: WSGIApp) -> WSGIApp:
@@ -93,8 +111,11 @@ class BlockingAlarm:
         from gevent import getcurrent
 
         def record(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-            self.requests[getcurrent()] = environ
-            return app(environ, start_response)
+            self.requests[getcurrent()] = (environ, not self.finished)
+            try:
+                return app(environ, start_response)
+            finally:
+                self.finished = True
 
         return record
 
@@ -137,10 +158,10 @@ class BlockingAlarm:
             # No app code on the stack: the block ended between gevent's check and ours (the
             # greenlet went on into pywsgi, or the hub runs again), or it is not the app's doing.
             return
-        text = self.report(self.requests.get(event.greenlet), frame, where, str(event.greenlet))
+        environ, first = self.requests.get(event.greenlet) or (None, False)
+        text = self.report(environ, frame, where, str(event.greenlet), first)
         if text:
-            self.out.write(text)
-            self.out.flush()
+            self.log(text)
 
     def hub_is_running(self, frame: FrameType | None) -> bool:
         run = getattr(getattr(type(self.hub), "run", None), "__code__", None)
@@ -151,21 +172,27 @@ class BlockingAlarm:
         return False
 
     def report(
-        self, environ: dict[str, Any] | None, frame: FrameType | None, where: FrameType, who: str
+        self,
+        environ: dict[str, Any] | None,
+        frame: FrameType | None,
+        where: FrameType,
+        who: str,
+        first: bool = False,
     ) -> str:
-        """The report, or "" if this offender was reported already."""
+        """The report, or "" if its cause was reported already."""
         code = where.f_code
+        causes = {("function", code.co_filename, code.co_name)}  # the app function that blocked
         if environ is not None:
             method, path = environ.get("REQUEST_METHOD", "?"), environ.get("PATH_INFO", "/")
             # Flask's request, while it is current (Flask clears it when the request ends)
             rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
             subject = f"{method} {path}" + (f" (route {rule.rule})" if rule is not None else "")
+            causes.add(("request", method, rule.rule if rule is not None else path))
         else:
             subject = f"greenlet {who} (not a request)"
-        key = (code.co_filename, code.co_name)  # the offender: the app function that blocked
-        if key in self.seen:
+        if causes & self.seen:
             return ""
-        self.seen.add(key)
+        self.seen |= causes
         place = f"{shown_path(code.co_filename)}:{where.f_lineno} in {code.co_name}()"
         stack = app_stack(frame)
         lines = "".join(
@@ -176,4 +203,5 @@ class BlockingAlarm:
             f" at {place}; every other request waited. Reported once.\n{lines}"
             "   | Make it cooperative (a gevent-friendly driver, gevent.sleep(0) in long loops)"
             " or run it with gevent.get_hub().threadpool.apply(func, args).\n"
+            + (FIRST_REQUEST if first else "")
         )

@@ -21,6 +21,7 @@ import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
 from gevent.socket import wait_read  # noqa: E402
 
+from geventdev import logs  # noqa: E402
 from geventdev.app import bytecode, notify, patch  # noqa: E402
 from geventdev.app.loader import (  # noqa: E402
     LoadedApp,
@@ -206,7 +207,7 @@ def report_inline(message: Message) -> None:
         print(f"Error: {message.data.get('error')}", file=sys.stderr, flush=True)
         os._exit(2)
     error = message.data.get("error")
-    print(f" * App failed to load: {error}; fix it and restart", file=sys.stderr, flush=True)
+    logs.say(f" * App failed to load: {error}; fix it and restart")
 
 
 def load(config: Config, control: socket.socket | None) -> tuple[LoadedApp | None, WSGIApp]:
@@ -276,6 +277,10 @@ def serve_inline(config: Config, listener: socket.socket) -> int:
 def serve(config: Config, listener: socket.socket, control: socket.socket | None) -> None:
     """Load the app, serve it, and return once a signal has drained the server."""
     os.environ["FLASK_DEBUG"] = "1" if config.debug else "0"  # before the app (factories) load
+    try:  # before the app loads, so the app's own logging set-up wins (as under flask run)
+        logs.setup(config.log_config, config.log_level)
+    except logs.LogConfigError as exc:  # edited since the monitor checked it: keep serving
+        logs.say(f" * Warning: {exc}")
     server: DevServer | None = None
     stopped = Event()
 

@@ -7,10 +7,10 @@ the blocking-call alarm.
 
 from __future__ import annotations
 
-import sys
+import logging
 from typing import Any
 
-from geventdev import asyncviews
+from geventdev import asyncviews, logs
 from geventdev.app import diagnose, notify
 from geventdev.app.blocking import BlockingAlarm, threshold_from_env
 from geventdev.app.loader import LoadedApp
@@ -32,7 +32,7 @@ def prepare_flask(app: Any, config: Config) -> None:
     asyncviews.enable(app)
     notice = asyncviews.notice(app)
     if notice:
-        print(notice, file=sys.stderr, flush=True)
+        logs.say(notice)
 
 
 def debugged(app: WSGIApp, config: Config) -> WSGIApp:
@@ -54,7 +54,7 @@ def wrap_app(loaded: LoadedApp | None, app: WSGIApp, config: Config) -> WSGIApp:
     its middleware and the app, as ``socketio.run()`` does (so Socket.IO traffic bypasses it).
     In debug, the blocking-call alarm's request recorder wraps everything."""
     for line in diagnose.startup_warnings():
-        print(line, file=sys.stderr, flush=True)
+        logs.say(line, logging.WARNING)
     sockio_mw = None
     if loaded is not None and loaded.is_flask:
         prepare_flask(loaded.app, config)
@@ -71,6 +71,6 @@ def wrap_app(loaded: LoadedApp | None, app: WSGIApp, config: Config) -> WSGIApp:
     threshold = threshold_from_env() if config.debug else None
     if threshold is None:
         return app
-    alarm = BlockingAlarm(threshold, sys.stderr)
+    alarm = BlockingAlarm(threshold)
     alarm.start()
     return alarm.wrap(app)

@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TextIO
 
 from geventdev.config import Config
-from geventdev.net import is_loopback
+from geventdev.net import is_local_host, is_loopback
 
 
 def colour(text: str, code: str, out: TextIO) -> str:
@@ -19,6 +19,18 @@ def colour(text: str, code: str, out: TextIO) -> str:
 
 def url(host: str, port: int, scheme: str = "http") -> str:
     return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def wildcard_addresses(host: str) -> list[str]:
+    """Where a server bound to ``0.0.0.0``/``::`` is reached: loopback, then the LAN address of
+    the interface with the default route (werkzeug's ``get_interface_ip``, as flask run prints),
+    unless there is none (no network: that is loopback too)."""
+    from werkzeug.serving import get_interface_ip
+
+    family = socket.AF_INET6 if host == "::" else socket.AF_INET
+    loopback = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    lan = get_interface_ip(family)
+    return [loopback] if is_loopback(lan) else [loopback, lan]
 
 
 def banner(config: Config, port: int, out: TextIO) -> list[str]:
@@ -32,18 +44,16 @@ def banner(config: Config, port: int, out: TextIO) -> list[str]:
         f" * Debug mode: {'on' if config.debug else 'off'}",
     ]
     scheme = "https" if config.cert else "http"
-    if config.host in ("0.0.0.0", "::"):
+    if config.unix_socket:
+        lines.append(f" * Running on unix://{config.unix_socket}")
+    elif config.host in ("0.0.0.0", "::"):
         lines.append(f" * Running on all addresses ({config.host})")
-        loopback = "127.0.0.1" if config.host == "0.0.0.0" else "::1"
-        lines.append(f" * Running on {url(loopback, port, scheme)}")
-        try:
-            lan = socket.gethostbyname(socket.gethostname())
-            lines.append(f" * Running on {url(lan, port, scheme)}")
-        except OSError:
-            pass
+        lines.extend(
+            f" * Running on {url(a, port, scheme)}" for a in wildcard_addresses(config.host)
+        )
     else:
         lines.append(f" * Running on {url(config.host, port, scheme)}")
-    if config.use_debugger and not is_loopback(config.host):
+    if config.use_debugger and not is_local_host(config.host) and not config.unix_socket:
         remote = " (but --debugger-remote is on)." if config.debugger_remote else "."
         warning = (
             f" * WARNING: the debugger is on and {config.host} is reachable from the network:"

@@ -13,12 +13,16 @@ OFF = ("0", "false", "no", "off")
 
 
 def wants_inline(argv: list[str], environ: "os._Environ[str] | dict[str, str]") -> bool:
-    """``--no-reload``, or ``--no-debug`` without ``--reload``, or ``FLASK_RUN_RELOAD=0``."""
+    """``--no-reload``, or ``--no-debug`` without ``--reload``, or ``FLASK_RUN_RELOAD=0`` (else
+    ``GEVENTDEV_RELOAD=0``: the first of the two that is set wins, as in the CLI)."""
     if "--reload" in argv:
         return False
     if "--no-reload" in argv or "--no-debug" in argv:
         return True
-    return environ.get("FLASK_RUN_RELOAD", "").lower() in OFF and "FLASK_RUN_RELOAD" in environ
+    for name in ("FLASK_RUN_RELOAD", "GEVENTDEV_RELOAD"):
+        if environ.get(name):
+            return environ[name].lower() in OFF
+    return False
 
 
 def ensure_std_fds() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import socket
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -18,13 +19,19 @@ from typing import Any
 
 import click
 
-from geventdev import __version__, tls
+from geventdev import __version__, logs, tls
 from geventdev.cli.banner import banner
-from geventdev.config import Config
+from geventdev.config import ENV_PREFIX, Config
 from geventdev.monitor.envfiles import environ_with_env_files
 from geventdev.monitor.loop import Monitor
-from geventdev.net import BindError, bind_listener, is_loopback
-from geventdev.stdio import silence
+from geventdev.net import (
+    BindError,
+    bind_listener,
+    bind_unix_listener,
+    is_local_host,
+    remove_unix_socket,
+)
+from geventdev.stdio import silence, unbreakable
 from geventdev.tls import TLSError
 
 #: The environment as it was before any env file was read: each child's environment is rebuilt
@@ -68,6 +75,12 @@ def _param_type(field: dataclasses.Field[Any]) -> Any:
     return None  # click infers str, or a boolean flag from "--x/--no-x"
 
 
+def option_envvars(field: dataclasses.Field[Any]) -> list[str]:
+    """Where an option is read from the environment, first found wins: flask's own name where
+    Flask defines one (``FLASK_RUN_PORT``), then ``GEVENTDEV_<OPTION>`` (``GEVENTDEV_PORT``)."""
+    return [*field.metadata["envvar"], ENV_PREFIX + field.name.upper()]
+
+
 def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate ``command`` with one click option per ``Config`` field."""
     for field in reversed(dataclasses.fields(Config)):
@@ -75,8 +88,8 @@ def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
         kwargs: dict[str, Any] = {
             "help": meta["help"],
             "default": None,
-            "envvar": list(meta["envvar"]) or None,
-            "show_envvar": bool(meta["envvar"]),
+            "envvar": option_envvars(field),
+            "show_envvar": True,
             "type": _param_type(field),
         }
         if meta.get("split"):
@@ -107,7 +120,7 @@ def make_config(target: str | None, params: dict[str, Any]) -> Config:
 def refuse_unsafe(config: Config) -> None:
     """A debugger without a PIN on a network interface lets anyone run code: refuse to start."""
     pin_off = os.environ.get("WERKZEUG_DEBUG_PIN", "").lower() == "off"
-    if config.use_debugger and pin_off and not is_loopback(config.host):
+    if config.use_debugger and pin_off and not is_local_host(config.host):
         raise TLSError(
             f"WERKZEUG_DEBUG_PIN=off with --host {config.host} would let anyone on the network run"
             " code on this machine: unset WERKZEUG_DEBUG_PIN, use --no-debugger, or bind"
@@ -126,6 +139,13 @@ def resolve_adhoc(config: Config) -> Config:
     return dataclasses.replace(config, cert=cert, key=key)
 
 
+def bind(config: Config) -> socket.socket:
+    """The listening socket: TCP on ``--host``/``--port``, or a Unix socket."""
+    if config.unix_socket:
+        return bind_unix_listener(config.unix_socket)
+    return bind_listener(config.host, config.port)
+
+
 def gevent_patched() -> bool:
     """Whether this process was patched at start (``launch.py``); never patches by itself."""
     monkey = sys.modules.get("gevent.monkey")
@@ -141,26 +161,36 @@ def serve(config: Config, environ: Mapping[str, str] = ORIGINAL_ENVIRON) -> int:
     except TLSError as exc:
         click.echo(f"Error: {exc}", err=True)
         return 2
+    try:
+        # the monitor's lines never take it down: a reader that went away is dropped (stdio)
+        logs.setup(config.log_config, config.log_level, unbreakable(sys.stderr))
+    except logs.LogConfigError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return 2
     config = resolve_adhoc(config)
     try:
-        listener = bind_listener(config.host, config.port)
+        listener = bind(config)
     except BindError as exc:
         click.echo(f"Error: {exc}", err=True)
         return 1
-    port = listener.getsockname()[1]
     try:
-        for line in banner(config, port, sys.stderr):
-            click.echo(line, err=True)
-    except BrokenPipeError:  # `geventdev app.py 2>&1 | head -3`: keep serving, print nothing
-        silence(sys.stderr)
-    if not config.use_reloader and gevent_patched():
-        # The one crossing to the app side: --no-reload serves here (launch.py patched first).
-        from geventdev.app.main import serve_inline
+        port = 0 if config.unix_socket else listener.getsockname()[1]
+        try:
+            for line in banner(config, port, sys.stderr):
+                logs.say(line)
+        except BrokenPipeError:  # `geventdev app.py 2>&1 | head -3`: keep serving, print nothing
+            silence(sys.stderr)
+        if not config.use_reloader and gevent_patched():
+            # The one crossing to the app side: --no-reload serves here (launch.py patched first).
+            from geventdev.app.main import serve_inline
 
-        click.echo(" * Serving from this process (--no-reload): attach debuggers here", err=True)
-        return serve_inline(config, listener)
-    with listener:
-        return Monitor(config, listener, environ, sys.stderr).run()
+            logs.say(" * Serving from this process (--no-reload): attach debuggers here")
+            return serve_inline(config, listener)
+        with listener:
+            return Monitor(config, listener, environ, sys.stderr).run()
+    finally:
+        if config.unix_socket:
+            remove_unix_socket(config.unix_socket)
 
 
 def run(target: str | os.PathLike[str] | None = None, **options: Any) -> int:

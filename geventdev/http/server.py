@@ -5,7 +5,7 @@ Imported by the child only, after ``monkey.patch_all()``.
 
 from __future__ import annotations
 
-import os
+import logging
 import socket
 import ssl
 import sys
@@ -21,6 +21,8 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 from geventdev.config import Config
 from geventdev.http.framing import StrictFraming
 from geventdev.http.websockets import gevent_websocket_handler, has_gevent_websocket, is_websocket
+from geventdev.logs import ACCESS, color_allowed, ensure_handler
+from geventdev.net import LOCAL_PEER
 from geventdev.protocol import RESERVED_PREFIX
 from geventdev.tls import server_context
 from geventdev.wsgi import WSGIApp
@@ -122,12 +124,16 @@ class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
         self._sendall(towrite)
 
     def log_request(self) -> None:
+        """One werkzeug-style line on the ``werkzeug`` logger, as ``flask run`` logs it."""
+        access = self.server.access_log
+        if access is None or not access.isEnabledFor(logging.INFO):
+            return
         if (self.path or "").startswith(RESERVED_PREFIX):  # our endpoints: live reload's reconnects
             return
         line = self.format_request()
         if self._client_error is not None:  # why framing refused the request
             line += f" ({escape(self._client_error.reason)})"
-        self.server.log.write(line + "\n")
+        access.info(line)
 
     def format_request(self) -> str:
         status = (self._orig_status or self.status or "000").split()[0]
@@ -185,7 +191,14 @@ class DevServer(WSGIServer):  # type: ignore[misc]
         self.idle: set[DevHandler] = set()
         self.active: set[DevHandler] = set()
         self.draining = False
-        self.color = log.isatty() and "NO_COLOR" not in os.environ
+        # The access log: werkzeug's logger, so `getLogger("werkzeug").setLevel(ERROR)` silences
+        # it as under flask run. Its handler is added now, after the app has loaded and could
+        # configure logging itself (basicConfig, dictConfig): then its handlers format the lines.
+        self.access_log = ensure_handler(logging.getLogger(ACCESS)) if config.access_log else None
+        # Colours as werkzeug's, on a terminal; not into a --log-config's files.
+        self.color = color_allowed(log) and not config.log_config
+        if listener.family == socket.AF_UNIX:  # pywsgi sets REMOTE_ADDR for TCP peers only
+            self.environ["REMOTE_ADDR"] = LOCAL_PEER
 
     def wrap_socket_and_handle(self, client_socket: socket.socket, address: Any) -> Any:
         """TLS handshakes get the header timeout, and a failed one is one log line, not a

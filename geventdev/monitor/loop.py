@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-from geventdev import tls
+from geventdev import logs, tls
 from geventdev.config import Config
 from geventdev.monitor.envfiles import debugger_env, env_files, environ_with_env_files
 from geventdev.monitor.interpreter import interpreter_options
@@ -91,8 +91,8 @@ class Monitor:
         self.exit_code: int | None = None
 
     def log(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
+        """One of geventdev's lines, on the ``geventdev`` logger (set up by the CLI on ``out``)."""
+        logs.say(text)
 
     def run(self) -> int:
         """Serve until a signal or a fatal start-up error; return the exit status. The signal
