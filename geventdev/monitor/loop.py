@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import queue
 import signal
@@ -49,7 +50,14 @@ from geventdev.monitor.plan import (
 )
 from geventdev.monitor.responder import FallbackResponder
 from geventdev.monitor.terminal import StdinCommands, ensure_echo_on
-from geventdev.monitor.watch import ChangeFilter, Debouncer, Kind, WatchdogWatcher, project_root
+from geventdev.monitor.watch import (
+    ChangeFilter,
+    Debouncer,
+    Kind,
+    WatchdogWatcher,
+    polling_reason,
+    project_root,
+)
 from geventdev.protocol import ENV_DEBUG_PIN, ENV_PIN_FAILURES, Handoff, Message, iter_messages
 from geventdev.stdio import unbreakable
 
@@ -83,8 +91,14 @@ class Monitor:
         self.pin_lock = threading.Lock()
         self.debouncer = Debouncer(config.debounce)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.watched_files = (*config.extra_files, *dotenv_files)
-        self.changes = ChangeFilter(self.watched_files, config.exclude_patterns)
+        log_config = (config.log_config,) if config.log_config else ()  # re-read by each child
+        self.watched_files = (*config.extra_files, *dotenv_files, *log_config)
+        self.changes = ChangeFilter(
+            self.watched_files,
+            config.exclude_patterns,
+            include=config.reload_include,
+            exclude=config.reload_exclude,
+        )
         self.fallback = FallbackResponder(listener, tls.server_context(config))
         self.stdin = StdinCommands(lambda: self.events.put(Restart("'rs'")))
         self.watcher: WatchdogWatcher | None = None
@@ -164,16 +178,22 @@ class Monitor:
             self.debouncer.add(item[0], item[1], time.monotonic())
 
     def start_watching(self) -> None:
+        roots = [(project_root(self.config.app), True)]
+        roots += [(Path(d), True) for d in self.changes.extra_dirs]
+        roots += [(Path(f).resolve().parent, False) for f in self.changes.extra_files]
+        polling = polling_reason(self.config.reloader_type, [str(r) for r, _ in roots])
         self.watcher = WatchdogWatcher(
             self.changes,
             emit=lambda path, kind: self.events.put((path, kind)),
             warn=lambda text: self.log(f" * Warning: {text}"),
-            polling=self.config.reloader_type == "stat",
+            polling=polling is not None,
         )
         self.watcher.start()
-        self.watcher.watch(project_root(self.config.app))
-        for path in self.watched_files:
-            self.watcher.watch(Path(path).resolve().parent, recursive=False)
+        for directory, recursive in roots:
+            self.watcher.watch(directory, recursive=recursive)
+        shown = ", ".join(dict.fromkeys(str(r) for r, _ in roots))
+        how = f"polling ({polling})" if polling else "watchdog"
+        self.log(f" * Watching for changes in {shown} with {how}")
 
     def perform(self, actions: list[Action]) -> None:
         for action in actions:
@@ -200,7 +220,8 @@ class Monitor:
                 self.log(action.text)
             elif isinstance(action, Watch) and self.watcher is not None:
                 for directory in {Path(p).parent for p in action.paths}:
-                    self.watcher.watch(directory, recursive=False)
+                    if self.watcher.watch(directory, recursive=False):
+                        logs.say(f" * Watching for changes in {directory}", logging.DEBUG)
             elif isinstance(action, Exit):
                 self.exit_code = action.code
 

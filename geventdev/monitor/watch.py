@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from fnmatch import fnmatch
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Literal
 
 from watchdog.events import (
@@ -35,6 +36,8 @@ from geventdev.config import ENV_FILES
 from geventdev.paths import interpreter_prefixes
 
 Kind = Literal["restart", "refresh"]
+#: A Windows drive as WSL mounts it: /mnt/c, /mnt/d/projects...
+WSL_DRIVE = re.compile(r"^/mnt/[a-zA-Z](/|$)")
 
 #: Directories never worth watching: VCS, caches, virtualenvs, dependency trees.
 IGNORED_DIRS = frozenset(
@@ -123,18 +126,76 @@ def output_files() -> frozenset[tuple[int, int]]:
     return frozenset((st.st_dev, st.st_ino) for st in stats if stat.S_ISREG(st.st_mode))
 
 
-class ChangeFilter:
-    """Decide what a changed path means: ``restart``, ``refresh`` (templates, static) or nothing."""
+def glob_matches(path: str, pattern: str) -> bool:
+    """uvicorn's ``--reload-include``/``--reload-exclude`` globs: against the file name
+    (``*.toml``), the path's last parts (``config/*.yaml``, ``Path.match``), or the path
+    relative to the current directory, where ``*`` also crosses ``/`` (``data/*``)."""
+    if fnmatch(os.path.basename(path), pattern) or PurePath(path).match(pattern):
+        return True
+    return fnmatch(os.path.relpath(path), pattern) or fnmatch(path, pattern)
 
-    def __init__(self, extra_files: Iterable[str] = (), exclude_patterns: Iterable[str] = ()):
-        self.extra_files = frozenset(os.path.abspath(f) for f in extra_files)
+
+def polling_reason(
+    reloader_type: str,
+    roots: Iterable[str],
+    environ: Mapping[str, str] = os.environ,
+    proc_version: str | None = None,
+) -> str | None:
+    """Why to poll instead of using inotify (watchdog's native observer), or None.
+
+    ``--reloader-type stat`` (or ``GEVENTDEV_RELOADER_TYPE=stat``) always polls, ``watchdog``
+    never does. ``auto`` polls when ``WATCHFILES_FORCE_POLLING`` is set (watchfiles' variable,
+    which Docker set-ups already export) and for a project on a Windows drive under WSL
+    (``/mnt/c/...``, with "microsoft" in ``/proc/version``): inotify there never sees changes
+    made by Windows editors (microsoft/WSL#4739), the case watchfiles polls for automatically.
+    """
+    if reloader_type == "stat":
+        return "--reloader-type stat"
+    if reloader_type == "watchdog":
+        return None
+    force = environ.get("WATCHFILES_FORCE_POLLING", "").strip().lower()
+    if force and force not in ("0", "false", "no", "off"):
+        return "WATCHFILES_FORCE_POLLING is set"
+    if proc_version is None:
+        try:
+            proc_version = Path("/proc/version").read_text()
+        except OSError:
+            proc_version = ""
+    if "microsoft" in proc_version.lower():
+        for root in roots:
+            if WSL_DRIVE.match(root):
+                return f"{root} is a Windows drive under WSL, where inotify misses changes"
+    return None
+
+
+class ChangeFilter:
+    """Decide what a changed path means: ``restart``, ``refresh`` (templates, static) or nothing.
+
+    ``extra_files`` may name directories: any file under one restarts the app. ``include`` globs
+    restart too (a ``settings.toml`` read at import), ``exclude`` globs are ignored.
+    """
+
+    def __init__(
+        self,
+        extra_files: Iterable[str] = (),
+        exclude_patterns: Iterable[str] = (),
+        include: Iterable[str] = (),
+        exclude: Iterable[str] = (),
+    ):
+        paths = [os.path.abspath(f) for f in extra_files]
+        self.extra_dirs = tuple(p for p in paths if os.path.isdir(p))
+        self.extra_files = frozenset(p for p in paths if p not in self.extra_dirs)
         self.exclude_patterns = tuple(exclude_patterns)
+        self.include, self.exclude = tuple(include), tuple(exclude)
         self.ignored_prefixes = interpreter_prefixes()
         self.own_output = output_files()
 
     def __repr__(self) -> str:
         extra, excludes = sorted(self.extra_files), self.exclude_patterns
-        return f"ChangeFilter(extra_files={extra}, exclude_patterns={excludes})"
+        return (
+            f"ChangeFilter(extra_files={extra}, extra_dirs={list(self.extra_dirs)}, "
+            f"exclude_patterns={excludes}, include={self.include}, exclude={self.exclude})"
+        )
 
     def classify(self, path: str) -> Kind | None:
         path = os.path.abspath(path)
@@ -148,9 +209,15 @@ class ChangeFilter:
             return None
         if any(fnmatch(path, p) or fnmatch(name, p) for p in self.exclude_patterns):
             return None
+        if any(glob_matches(path, p) for p in self.exclude):
+            return None
         if self.own_output and file_id(path) in self.own_output:
             return None  # `geventdev app.py > out.txt`: every access-log line is a write
         if any(fnmatch(name, p) for p in RESTART_FILES):
+            return "restart"
+        if any(path.startswith(d + os.sep) for d in self.extra_dirs):
+            return "restart"
+        if any(glob_matches(path, p) for p in self.include):
             return "restart"
         return "refresh"
 
@@ -245,22 +312,24 @@ class WatchdogWatcher:
     def start(self) -> None:
         self.observer.start()
 
-    def watch(self, directory: Path, recursive: bool = True) -> None:
-        """Watch a directory once (main thread only); one inside a recursive watch is skipped."""
+    def watch(self, directory: Path, recursive: bool = True) -> bool:
+        """Watch a directory once (main thread only); one inside a recursive watch is skipped.
+        True if it is watched now and was not before."""
         key = (str(directory), recursive)
         if key in self.watched or self.covers(directory) or not directory.is_dir():
-            return
+            return False
         try:
             self._schedule(self.observer, directory, recursive)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EMFILE):  # removed meanwhile, unreadable
                 self.warn(f"cannot watch {directory}: {exc.strerror or exc}")
-                return
+                return False
             if self.fallback is None:
                 self.fallback = self._polling_fallback(exc, str(directory))
                 self.fallback.start()
             self._schedule(self.fallback, directory, recursive)
         self.watched.add(key)
+        return True
 
     def _polling_fallback(self, exc: OSError, what: str) -> BaseObserver:
         """Out of inotify instances or watches: say which limit to raise, then poll."""
