@@ -26,12 +26,20 @@ COVERED = {
     "websocket_sock",
     "socketio",
     "testing",
+    "logging_config",
 }
 
 
 def test_every_example_is_covered() -> None:
     examples = {p.name for p in EXAMPLES.iterdir() if not p.name.startswith((".", "_"))}
     assert examples == COVERED
+
+
+def test_logging_config(gunicorn) -> None:
+    config = str(EXAMPLES / "logging_config" / "logging.json")
+    server = gunicorn("logging_config", "app:app", "-k", "gevent", "--log-config-json", config)
+    assert server.get("/").text == "logged"
+    server.wait_for_log("INFO [app] index visited")
 
 
 def test_slow(gunicorn) -> None:

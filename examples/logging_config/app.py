@@ -4,7 +4,8 @@
     gunicorn -k gevent --log-config-json logging.json app:app
 
 ``logging.json`` formats every record as ``LEVEL [logger] message`` on stderr: this app's own
-lines, geventdev's `` * `` lines (the ``geventdev`` logger) and gunicorn's. The access log goes to
+lines, geventdev's `` * `` lines (the ``geventdev`` logger) and gunicorn's (whose defaults name the
+``console`` and ``error_console`` handlers, so the file defines both). The access log goes to
 the ``werkzeug`` logger, as under ``flask run``, so the everyday idiom below silences it under
 ``flask run`` and geventdev alike (gunicorn has its own access log, off unless asked for).
 """
