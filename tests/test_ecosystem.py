@@ -1,0 +1,298 @@
+"""Configuration and serving like the tools Flask developers already use: every option from the
+environment (GEVENTDEV_<OPTION>), uvicorn's reload scope flags, polling where inotify is blind,
+the banner's LAN address, and Unix sockets (flask run's ``--host unix://PATH``, uvicorn's
+``--uds``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from conftest import HELLO_APP, restart_count, run_cli, stays, wait_until, write
+from test_logging import unix_get
+
+from geventdev.cli.banner import banner, wildcard_addresses
+from geventdev.cli.launch import wants_inline
+from geventdev.cli.main import command, make_config
+from geventdev.config import Config
+from geventdev.monitor.watch import ChangeFilter, polling_reason
+
+
+def parse(*args: str) -> Config:
+    ctx = command.make_context("geventdev", list(args))
+    params = dict(ctx.params)
+    return make_config(params.pop("target"), params)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    for key in list(os.environ):
+        if key.startswith(("FLASK_", "WERKZEUG_", "GEVENTDEV_", "WATCHFILES_")):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)  # no stray .env / .flaskenv
+    return monkeypatch
+
+
+# --- 2. every option from the environment ------------------------------------------------------
+
+
+def test_every_option_reads_geventdev_env_vars(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("GEVENTDEV_PORT", "7001")
+    clean_env.setenv("GEVENTDEV_RELOADER_TYPE", "stat")
+    clean_env.setenv("GEVENTDEV_STANDBY", "0")
+    clean_env.setenv("GEVENTDEV_LOG_LEVEL", "debug")
+    clean_env.setenv("GEVENTDEV_ACCESS_LOG", "false")
+    clean_env.setenv("GEVENTDEV_RELOAD_INCLUDE", f"*.toml{os.pathsep}*.yaml")
+    clean_env.setenv("GEVENTDEV_GRACEFUL_TIMEOUT", "2.5")
+    config = parse()
+    assert (config.port, config.reloader_type, config.standby) == (7001, "stat", False)
+    assert (config.log_level, config.access_log, config.graceful_timeout) == ("debug", False, 2.5)
+    assert config.reload_include == ("*.toml", "*.yaml")
+    assert parse("--port", "7002").port == 7002  # the command line wins
+
+
+def test_flask_names_win_where_flask_defines_them(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("GEVENTDEV_PORT", "7001")
+    clean_env.setenv("GEVENTDEV_HOST", "::1")
+    clean_env.setenv("FLASK_RUN_PORT", "7003")
+    config = parse()
+    assert (config.port, config.host) == (7003, "::1")
+
+
+def test_help_shows_the_env_var_of_every_option(clean_env: pytest.MonkeyPatch) -> None:
+    result = run_cli(Path.cwd(), "--help")
+    text = " ".join(result.stdout.split())
+    for field in dataclasses.fields(Config):
+        assert f"GEVENTDEV_{field.name.upper()}" in text.replace("- ", "-"), field.name
+    assert "FLASK_RUN_PORT, GEVENTDEV_PORT" in text
+
+
+def test_no_reload_from_the_environment_serves_in_process() -> None:
+    """launch.py patches before click runs, so it reads the same variables, flask's first."""
+    assert wants_inline([], {"GEVENTDEV_RELOAD": "0"})
+    assert not wants_inline([], {"GEVENTDEV_RELOAD": "1"})
+    assert not wants_inline([], {"FLASK_RUN_RELOAD": "1", "GEVENTDEV_RELOAD": "0"})
+    assert not wants_inline(["--reload"], {"GEVENTDEV_RELOAD": "0"})
+
+
+# --- 3. reload scope ---------------------------------------------------------------------------
+
+
+def test_include_exclude_globs_and_extra_directories(tmp_path: Path) -> None:
+    extra = tmp_path / "shared"
+    extra.mkdir()
+    changes = ChangeFilter(
+        [str(extra)], include=["*.toml", "config/*.yaml"], exclude=["data/*", "*.csv"]
+    )
+    project = tmp_path / "project"
+    assert changes.classify(str(project / "settings.toml")) == "restart"
+    assert changes.classify(str(project / "config" / "app.yaml")) == "restart"
+    assert changes.classify(str(project / "other.yaml")) == "refresh"  # not config/*.yaml
+    assert changes.classify(str(project / "templates" / "a.html")) == "refresh"
+    assert changes.classify(str(project / "x.csv")) is None
+    assert changes.classify(str(extra / "rules.txt")) == "restart"  # anything in an extra dir
+    assert changes.classify(str(extra / "__pycache__" / "x.pyc")) is None
+    os.chdir(project.parent)  # relative globs: against the path from the current directory
+    try:
+        assert changes.classify(str(tmp_path / "data" / "deep" / "seed.py")) is None
+    finally:
+        os.chdir(Path(__file__).parent)
+
+
+@pytest.mark.parametrize(
+    ("reloader", "environ", "proc", "roots", "expected"),
+    [
+        ("auto", {}, "Linux version 6.1.0-13-amd64 (debian)", ["/home/me/p"], None),
+        ("stat", {}, "", ["/home/me/p"], "--reloader-type stat"),
+        ("watchdog", {"WATCHFILES_FORCE_POLLING": "1"}, "", ["/p"], None),
+        ("auto", {"WATCHFILES_FORCE_POLLING": "true"}, "", ["/p"], "WATCHFILES_FORCE_POLLING"),
+        ("auto", {"WATCHFILES_FORCE_POLLING": "0"}, "", ["/p"], None),
+        ("auto", {}, "Linux 5.15.90.1-microsoft-standard-WSL2", ["/mnt/c/Users/me/p"], "WSL"),
+        ("auto", {}, "Linux 4.4.0-19041-Microsoft", ["/home/me/p", "/mnt/d"], "WSL"),
+        ("auto", {}, "Linux 5.15.90.1-microsoft-standard-WSL2", ["/home/me/p"], None),
+        ("auto", {}, "Linux 6.1.0 (debian)", ["/mnt/c/Users/me/p"], None),  # not WSL
+        ("auto", {}, "Linux 5.15.90.1-microsoft-standard-WSL2", ["/mnt/cdrom/p"], None),
+        ("watchdog", {}, "Linux 5.15.90.1-microsoft-standard-WSL2", ["/mnt/c/p"], None),
+    ],
+)
+def test_polling_decision(
+    reloader: str, environ: dict[str, str], proc: str, roots: list[str], expected: str | None
+) -> None:
+    reason = polling_reason(reloader, roots, environ, proc)
+    assert (reason is None) == (expected is None), reason
+    assert expected is None or expected in (reason or "")
+
+
+def test_reload_scope_flags(project: Path, dev_server, tmp_path: Path) -> None:
+    """``settings.toml`` read at import restarts with --reload-include; ``data/`` is ignored
+    with --reload-exclude; a directory in --extra-files restarts on any file in it; the watched
+    roots are one line at start; GEVENTDEV_RELOADER_TYPE=stat polls."""
+    shared = tmp_path / "shared"
+    write(shared / "rules.txt", "rule 1\n")
+    write(project / "settings.toml", 'greeting = "hello v1"\n')
+    write(
+        project / "app.py",
+        """
+        import tomllib
+        from pathlib import Path
+        from flask import Flask
+
+        app = Flask(__name__)
+        settings = tomllib.loads(Path("settings.toml").read_text())
+        rules = (Path(__file__).parent.parent / "shared" / "rules.txt").read_text().strip()
+
+        @app.route("/")
+        def index():
+            return f"{settings['greeting']} / {rules}"
+        """,
+    )
+    write(project / "data" / "seed.py", "SEED = 1\n")
+    server = dev_server(
+        "app.py",
+        "--reload-include",
+        "*.toml",
+        "--reload-exclude",
+        "data/*",
+        "--extra-files",
+        str(shared),
+        GEVENTDEV_RELOADER_TYPE="stat",
+        PYTHONDONTWRITEBYTECODE="",
+    )
+    server.wait_for_text("/", "hello v1 / rule 1")
+    line = server.wait_for_log(" * Watching for changes in ")
+    assert f" * Watching for changes in {project}, {shared} with polling (" in line, line
+    write(project / "data" / "seed.py", "SEED = 2\n")
+    assert stays(lambda: restart_count(server) == 0, 1.2)  # two polling rounds
+    write(project / "settings.toml", 'greeting = "hello v2"\n')
+    server.wait_for_text("/", "hello v2 / rule 1", timeout=20)
+    write(shared / "rules.txt", "rule 2\n")
+    server.wait_for_text("/", "hello v2 / rule 2", timeout=20)
+    assert restart_count(server) == 2, server.log()
+
+
+# --- 4. the banner and Unix sockets --------------------------------------------------------------
+
+
+def test_banner_on_all_addresses_shows_loopback_and_the_lan_address() -> None:
+    from werkzeug.serving import get_interface_ip
+
+    lan = get_interface_ip(socket.AF_INET)
+    addresses = wildcard_addresses("0.0.0.0")
+    assert addresses[0] == "127.0.0.1"
+    assert len(addresses) == len(set(addresses))  # never loopback twice
+    if not lan.startswith("127."):
+        assert addresses == ["127.0.0.1", lan]
+    lines = banner(Config(host="0.0.0.0", port=8000), 8000, io.StringIO())
+    running = [line for line in lines if line.startswith(" * Running on http")]
+    assert running == [f" * Running on http://{a}:8000" for a in addresses]
+
+
+UNIX_APP = (
+    HELLO_APP
+    + """
+from flask import request
+
+@app.route("/peer")
+def peer():
+    return request.remote_addr or "none"
+"""
+)
+
+
+@pytest.mark.parametrize("spelling", ["--host", "--uds"])
+def test_serves_on_a_unix_socket(spelling: str, project: Path, dev_server, tmp_path: Path) -> None:
+    write(project / "app.py", UNIX_APP)
+    path = str(tmp_path / "run" / "app.sock")
+    os.makedirs(os.path.dirname(path))
+    value = f"unix://{path}" if spelling == "--host" else path
+    server = dev_server("app.py", spelling, value)
+    server.wait_for_log(f" * Running on unix://{path}")
+    assert wait_until(lambda: unix_get(path), what="an answer") == (200, "hello v1")
+    assert unix_get(path, "/peer") == (200, "<local>")  # werkzeug's REMOTE_ADDR for a local peer
+    # A Unix-socket peer is this machine: the debugger's console answers it (not a 403).
+    status, body = unix_get(path, "/console") or (0, "")
+    assert status == 200 and "Console" in body, body[:300]
+    assert "WARNING: the debugger is on" not in server.log()
+    # A reload keeps serving on the same socket.
+    write(project / "app.py", UNIX_APP.replace("hello v1", "hello v2"))
+    wait_until(lambda: unix_get(path) == (200, "hello v2"), what="the reloaded app")
+    assert "- - [" in server.wait_for_log('"GET /peer HTTP/1.1" 200')
+    server.stop()
+    assert not os.path.exists(path)  # the socket file is removed on exit
+
+
+def test_unix_socket_in_use_or_stale(project: Path, dev_server, tmp_path: Path) -> None:
+    write(project / "app.py", HELLO_APP)
+    path = str(tmp_path / "app.sock")
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)  # left behind by a server that was SIGKILLed: nobody listens
+    stale.close()
+    first = dev_server("app.py", "--uds", path)
+    assert wait_until(lambda: unix_get(path), what="an answer") == (200, "hello v1")
+    result = run_cli(project, "app.py", "--uds", path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"Error: {path} is in use by another server: stop it, or pick another path."
+    )
+    assert unix_get(path) == (200, "hello v1")  # the refused second server left it alone
+    first.stop()
+    not_a_socket = write(tmp_path / "notes.txt", "mine\n")
+    result = run_cli(project, "app.py", "--uds", str(not_a_socket))
+    assert result.returncode == 1 and "exists and is not a socket" in result.stderr
+    assert not_a_socket.read_text() == "mine\n"
+
+
+# --- 9. the blocking-call alarm: once per cause, first requests named ---------------------------
+
+MIGRATING_APP = """
+from flask import Flask
+from gevent import monkey
+
+app = Flask(__name__)
+real_sleep = monkey.get_original("time", "sleep")
+migrated = []
+
+def step_1(): real_sleep(0.25)
+def step_2(): real_sleep(0.25)
+def step_3(): real_sleep(0.25)
+def step_4(): real_sleep(0.25)
+def step_5(): real_sleep(0.25)
+
+@app.before_request
+def migrate():
+    if not migrated:  # a first-request database migration: five blocking steps
+        for step in (step_1, step_2, step_3, step_4, step_5):
+            step()
+        migrated.append(True)
+
+@app.route("/")
+def index():
+    return "migrated"
+
+@app.route("/later")
+def later():
+    real_sleep(0.3)
+    return "later"
+"""
+
+
+def test_blocking_alarm_reports_once_per_cause_and_names_first_requests(
+    project: Path, dev_server
+) -> None:
+    write(project / "app.py", MIGRATING_APP)
+    server = dev_server("app.py", GEVENT_MAX_BLOCKING_TIME="0.1")
+    assert server.get("/").text == "migrated"
+    log = server.wait_for_log(" * Blocking call: GET / (route /)")
+    assert "This was a first request since the app (re)started" in log
+    assert server.get("/later").text == "later"
+    server.wait_for_log(" * Blocking call: GET /later (route /later)")
+    assert server.get("/later").text == "later"
+    server.wait_for_log('"GET /later HTTP/1.1" 200', count=2)
+    assert stays(lambda: server.log().count(" * Blocking call: ") == 2, 0.5), server.log()
+    log = server.log()
+    later = log[log.index(" * Blocking call: GET /later") :]
+    assert "first request" not in later, later  # a later request is not excused
