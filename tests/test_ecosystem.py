@@ -8,11 +8,23 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
+import shutil
+import signal
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import HELLO_APP, restart_count, run_cli, stays, wait_until, write
+from conftest import (
+    HELLO_APP,
+    get_or_none,
+    restart_count,
+    run_cli,
+    stays,
+    wait_until,
+    write,
+)
 from test_logging import unix_get
 
 from geventdev.cli.banner import banner, wildcard_addresses
@@ -296,3 +308,123 @@ def test_blocking_alarm_reports_once_per_cause_and_names_first_requests(
     log = server.log()
     later = log[log.index(" * Blocking call: GET /later") :]
     assert "first request" not in later, later  # a later request is not excused
+
+
+# --- 5. README's Quick start on a stock OS Python ---------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+OS_PYTHON = Path("/usr/bin/python3")
+
+
+def quick_start_commands() -> list[str]:
+    """The two commands of README's Quick start ``bash`` block."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_readme_commands_make_their_own_venv_and_ci_runs_the_second_verbatim() -> None:
+    serve, test = quick_start_commands()
+    for line in (serve, test):
+        # A new terminal, an OS python (PEP 668): never the system pip, always the project's venv.
+        assert line.startswith("python3 -m venv .venv && .venv/bin/pip install -e "), line
+        assert " pip install" not in line.replace(".venv/bin/pip install", "")
+    assert serve.endswith(".venv/bin/geventdev examples/slow/app.py")
+    assert test.endswith(".venv/bin/python -m pytest")
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test in ci, "the CI script must run the README's test command verbatim"
+
+
+def os_python_marker() -> Path | None:
+    """The OS python's EXTERNALLY-MANAGED marker (PEP 668), if this machine has one."""
+    if not OS_PYTHON.exists():
+        return None
+    stdlib = subprocess.run(
+        [str(OS_PYTHON), "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    marker = Path(stdlib) / "EXTERNALLY-MANAGED"
+    return marker if marker.exists() else None
+
+
+def clean_clone(destination: Path) -> Path:
+    """What a fresh clone holds: the tracked (and new, not ignored) files, nothing else."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    return destination
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)
+def test_readme_commands_work_typed_into_a_new_terminal_on_the_os_python(tmp_path: Path) -> None:
+    """Debian's python3 refuses ``pip install -e .`` (PEP 668); README's commands make and use
+    a ``.venv`` instead. Run both, as typed, in a clean copy of the repository, with the OS
+    python first on PATH: one install of the test extras (pip's cache), then the serve command
+    (the pytest run is narrowed with PYTEST_ADDOPTS: the whole suite is this suite)."""
+    if os_python_marker() is None or not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout and an OS python with EXTERNALLY-MANAGED (PEP 668)")
+    clone = clean_clone(tmp_path / "clone")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(OS_PYTHON)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("VIRTUAL_ENV", "PYTHON", "FLASK_", "GEVENTDEV_", "PYTEST_"))
+    }
+    env["PATH"] = f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin"
+    refused = subprocess.run(
+        ["python3", "-m", "pip", "install", "-e", "."],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode != 0  # the old Quick start, on this python
+    assert "externally-managed-environment" in refused.stdout + refused.stderr or (
+        "No module named pip" in refused.stderr
+    ), refused
+    serve, test = quick_start_commands()
+    narrowed = {
+        **env,
+        "PYTEST_ADDOPTS": "-p no:cacheprovider -q -m 'not e2e' tests/test_watcher.py",
+    }
+    ran = subprocess.run(
+        ["bash", "-c", test], cwd=clone, env=narrowed, capture_output=True, text=True, timeout=780
+    )
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    assert " passed" in ran.stdout, ran.stdout[-2000:]
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            ["bash", "-c", serve],
+            cwd=clone,
+            env={**env, "FLASK_RUN_PORT": "0"},  # the same command, on a free port
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        found = wait_until(
+            lambda: re.search(r" \* Running on (http://\S+)", log_path.read_text()),
+            120,
+            "the demo to serve",
+        )
+        response = wait_until(lambda: get_or_none(found.group(1) + "/"), what="an answer")
+        assert response.text == "Hello World"
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        server.wait(timeout=15)
