@@ -13,6 +13,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -428,3 +430,45 @@ def test_readme_commands_work_typed_into_a_new_terminal_on_the_os_python(tmp_pat
     finally:
         os.killpg(server.pid, signal.SIGINT)
         server.wait(timeout=15)
+
+
+# --- 6. packaging --------------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_the_wheel_ships_types_the_livereload_script_and_the_license(tmp_path: Path) -> None:
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path)]
+    subprocess.run([*build, str(ROOT)], check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("geventdev-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        info = archive.read(metadata).decode()
+    assert {"geventdev/py.typed", "geventdev/livereload/livereload.js"} <= names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), sorted(names)
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert "License-Expression: MIT" in info
+    assert "Classifier: Operating System :: POSIX :: Linux" in info
+    assert "Classifier: Programming Language :: Python :: 3.13" in info
+    assert "Project-URL: Source, https://github.com/geventdev/geventdev" in info
+
+
+@pytest.mark.e2e
+def test_the_copy_me_test_is_typed_and_closes_its_sockets(tmp_path: Path) -> None:
+    """README's copy-me test, copied out of the repository: mypy --strict is clean (py.typed),
+    and a run with ResourceWarning as an error passes."""
+    for name in ("app.py", "test_with_geventdev.py"):
+        shutil.copy(ROOT / "examples" / "testing" / name, tmp_path / name)
+    mypy = [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / ".mypy")]
+    typed = subprocess.run([*mypy, "."], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert typed.returncode == 0, typed.stdout + typed.stderr
+    run = [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-m", "pytest", "-q"]
+    ran = subprocess.run(
+        [*run, "-p", "no:cacheprovider", "."],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 0 and "3 passed" in ran.stdout, ran.stdout + ran.stderr
+    assert "ResourceWarning" not in ran.stdout + ran.stderr

@@ -85,6 +85,26 @@ def shown_path(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
+class MutedThread:
+    """A hub's ``exception_stream`` that writes to ``sys.stderr``, except from one OS thread."""
+
+    def __init__(self, muted_ident: int) -> None:
+        from gevent import monkey
+
+        self.muted_ident = muted_ident
+        # the OS thread's ident: once patched, threading.get_ident names greenlets
+        self.get_ident: Callable[[], int] = monkey.get_original("_thread", "get_ident")
+
+    def write(self, text: str) -> int:
+        if self.get_ident() == self.muted_ident:
+            return len(text)
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        if self.get_ident() != self.muted_ident:
+            sys.stderr.flush()
+
+
 class BlockingAlarm:
     """Records which request each greenlet serves and reports blocked hubs, once per cause.
 
@@ -130,20 +150,30 @@ class BlockingAlarm:
 
         self.hub = gevent.get_hub()
         gevent.config.max_blocking_time = self.threshold
-        gevent.config.print_blocking_reports = False
+        quiet = "print_blocking_reports" in getattr(gevent.config, "settings", {})  # >= 25.4.1
+        if quiet:
+            gevent.config.print_blocking_reports = False
         events.subscribers.append(self.on_event)
         enabled = gevent.config.monitor_thread
         gevent.config.monitor_thread = True
         with warnings.catch_warnings():  # memory monitoring (needs psutil) is not ours to arm
             warnings.filterwarnings("ignore", "Unable to monitor memory usage")
-            self.hub.start_periodic_monitoring_thread()
+            monitor = self.hub.start_periodic_monitoring_thread()
         gevent.config.monitor_thread = enabled
+        if not quiet and monitor is not None:
+            # Older gevent prints its page-long report for every block, from the monitor thread,
+            # to the hub's exception stream: drop what that thread writes there.
+            self.hub.exception_stream = MutedThread(monitor.monitor_thread_ident)
 
     def on_event(self, event: object) -> None:
         """A gevent event subscriber; runs in the monitor thread while the hub is blocked."""
         from gevent.events import EventLoopBlocked
 
-        if not isinstance(event, EventLoopBlocked) or event.hub is not self.hub:
+        # (gevent < 25.4.1 has no ``event.hub``: only this hub has a monitor thread then.)
+        if (
+            not isinstance(event, EventLoopBlocked)
+            or getattr(event, "hub", self.hub) is not self.hub
+        ):
             return
         # gevent formats a full report before telling us, which under load can outlast the
         # block: a greenlet that ended or waits (a saved frame) no longer runs, and the stack
