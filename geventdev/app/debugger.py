@@ -10,6 +10,7 @@ every new app process. Traceback pages still render for everyone: they are the a
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +24,8 @@ from geventdev.config import Config
 from geventdev.net import is_loopback
 from geventdev.protocol import ENV_DEBUG_PIN, ENV_PIN_FAILURES
 
+#: Failed PIN entries before the lockout (werkzeug >= 3.1.4's count).
+PIN_ATTEMPTS = 10
 #: werkzeug's defaults plus the loopback names ``run_simple`` would add.
 LOCAL_HOSTS = (".localhost", "127.0.0.1", "localhost", "[::1]")
 FORBIDDEN = (
@@ -103,6 +106,12 @@ class GuardedDebugger(DebuggedApplication):
             # A process on its way out evaluates no PIN: its count may already be behind the
             # new process's, and guesses spread over both would pass the lockout (issue 12).
             return Response(DRAINING, status=503, mimetype="text/plain")
+        if self._failed_pin_auth.value >= PIN_ATTEMPTS and not self.check_pin_trust(
+            request.environ
+        ):  # werkzeug < 3.1.4 allowed an 11th attempt (``> 10``): the same rule on every version
+            return Response(
+                json.dumps({"auth": False, "exhausted": True}), mimetype="application/json"
+            )
         before = self._failed_pin_auth.value
         response: Response = super().pin_auth(request)
         if self._failed_pin_auth.value < before:  # a right PIN resets; failures are told below
