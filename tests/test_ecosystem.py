@@ -5,22 +5,30 @@ the banner's LAN address, and Unix sockets (flask run's ``--host unix://PATH``, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
+import json
 import os
+import queue
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import (
     HELLO_APP,
     get_or_none,
+    geventdev_env,
     restart_count,
     run_cli,
     stays,
@@ -472,3 +480,151 @@ def test_the_copy_me_test_is_typed_and_closes_its_sockets(tmp_path: Path) -> Non
     )
     assert ran.returncode == 0 and "3 passed" in ran.stdout, ran.stdout + ran.stderr
     assert "ResourceWarning" not in ran.stdout + ran.stderr
+
+
+# --- 8. IDE debugging: debugpy follows the app processes in reload mode -------------------------
+
+
+class DAPClient:
+    """A minimal Debug Adapter Protocol client: what VS Code does, as far as this test needs."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.seq = 0
+        self.inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.backlog: list[dict[str, Any]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        stream = self.sock.makefile("rb")
+        try:
+            while True:
+                headers = {}
+                while (line := stream.readline()).strip():
+                    name, _, value = line.decode().partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                if not headers:
+                    break
+                self.inbox.put(json.loads(stream.read(int(headers["content-length"]))))
+        except OSError:
+            pass
+        self.inbox.put(None)
+
+    def request(self, command: str, **arguments: Any) -> int:
+        self.seq += 1
+        message = {"seq": self.seq, "type": "request", "command": command, "arguments": arguments}
+        data = json.dumps(message).encode()
+        self.sock.sendall(b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
+        return self.seq
+
+    def wait(self, kind: str, name: str, timeout: float = 60) -> dict[str, Any]:
+        """The next ``event`` or ``response`` called ``name`` (others are kept for later)."""
+        key = "event" if kind == "event" else "command"
+        for message in self.backlog:
+            if message["type"] == kind and message.get(key) == name:
+                self.backlog.remove(message)
+                return message
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                message = self.inbox.get(timeout=left)
+            except queue.Empty:
+                break
+            assert message is not None, f"the adapter hung up waiting for {kind} {name}"
+            if message["type"] == kind and message.get(key) == name:
+                assert message.get("success", True), message
+                return message
+            self.backlog.append(message)
+        raise AssertionError(f"no {kind} {name!r} in {timeout} s; got {self.backlog}")
+
+    def start(self, attach: dict[str, Any], breakpoints: dict[str, list[int]]) -> None:
+        """initialize, attach, breakpoints, configurationDone: one debug session."""
+        self.request("initialize", adapterID="debugpy", clientID="test", pathFormat="path")
+        self.wait("response", "initialize")
+        self.request("attach", **attach)
+        self.wait("event", "initialized")
+        for path, lines in breakpoints.items():
+            points = [{"line": n} for n in lines]
+            self.request("setBreakpoints", source={"path": path}, breakpoints=points)
+            self.wait("response", "setBreakpoints")
+        self.request("configurationDone")
+        self.wait("response", "attach")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(240)
+def test_debugpy_stops_at_a_breakpoint_in_the_app_process_in_reload_mode(
+    project: Path, tmp_path: Path
+) -> None:
+    """``python -m debugpy --listen ... -m geventdev app.py`` (what an IDE runs): debugpy
+    follows the monitor's app processes (subProcess, its default); a breakpoint in a route
+    stops there, and again in the new app process after a reload."""
+    pytest.importorskip("debugpy")
+    app = write(project / "app.py", HELLO_APP)
+    line = next(i for i, text in enumerate(HELLO_APP.strip().splitlines(), 1) if "hello v1" in text)
+    with socket.socket() as probe:  # debugpy takes no port 0
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [sys.executable, "-m", "debugpy", "--listen", f"127.0.0.1:{port}", "--wait-for-client"]
+    env = geventdev_env(PYTHONDONTWRITEBYTECODE="")
+    with (tmp_path / "server.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [*argv, "-m", "geventdev", "app.py", "--port", "0", "--no-standby"],
+            cwd=project,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    sessions: list[DAPClient] = []
+    try:
+        # (the adapter takes its first connection as the IDE's: no probing before this one)
+        root = wait_until(lambda: connect_dap(port), 60, "debugpy's adapter")
+        sessions.append(root)
+        root.start({"connect": {"host": "127.0.0.1", "port": port}, "subProcess": True}, {})
+
+        def follow_child() -> DAPClient:
+            attach = root.wait("event", "debugpyAttach")["body"]
+            child = DAPClient(attach["connect"]["port"])
+            sessions.append(child)
+            child.start(attach, {str(app): [line]})
+            return child
+
+        child = follow_child()
+        log_text = lambda: (tmp_path / "server.log").read_text(errors="replace")  # noqa: E731
+        url = wait_until(lambda: re.search(r"Running on (http://\S+)", log_text()), 60).group(1)
+        for version, session in (("v1", child), ("v2", None)):
+            if session is None:  # a reload: the new app process is followed too
+                write(app, HELLO_APP.replace("hello v1", "hello v2"))
+                session = follow_child()
+                # until the new process serves, the old one answers (and would stop in its session)
+                wait_until(lambda: " * Restarted in " in log_text(), 60, "the new app process")
+            with ThreadPoolExecutor(1) as pool:
+                answer = pool.submit(lambda: get_or_none(url + "/", timeout=60))
+                stopped = session.wait("event", "stopped")
+                assert stopped["body"]["reason"] == "breakpoint", stopped
+                assert not answer.done()  # the request waits at the breakpoint
+                session.request("continue", threadId=stopped["body"]["threadId"])
+                response = answer.result(timeout=60)
+            assert response is not None and response.text == f"hello {version}", log_text()
+    finally:
+        for session in sessions:
+            session.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def connect_dap(port: int) -> DAPClient | None:
+    try:
+        return DAPClient(port)
+    except OSError:
+        return None
