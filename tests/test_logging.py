@@ -8,6 +8,8 @@ silences it, as under flask run), geventdev's `` * `` lines the ``geventdev`` lo
 from __future__ import annotations
 
 import http.client
+import io
+import logging
 import os
 import pty
 import re
@@ -20,6 +22,8 @@ from pathlib import Path
 
 import requests
 from conftest import EXAMPLES, HELLO_APP, geventdev_env, run_cli, stays, wait_until, write
+
+from geventdev import logs
 
 ACCESS_LINE = re.compile(r'127\.0\.0\.1 - - \[[^\]]+\] "GET / HTTP/1\.1" 200 \d+')
 
@@ -200,3 +204,22 @@ def test_trace_level_is_uvicorns() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.split() == ["5", "TRACE", "5"], result
+
+
+def test_the_access_log_skips_the_log_record_only_when_nothing_else_would_see_it() -> None:
+    log = logging.getLogger("geventdev-test-plain")
+    log.propagate = False
+    stream = io.StringIO()
+    assert logs.plain_stream(log) is None  # no handler yet
+    logs.ensure_handler(log, stream)
+    assert logs.plain_stream(log) is stream
+    log.addFilter(lambda record: True)
+    assert logs.plain_stream(log) is None  # a filter must see each record
+    log.filters.clear()
+    log.propagate = True
+    root_has_handlers = bool(logging.root.handlers)
+    assert (logs.plain_stream(log) is None) == root_has_handlers  # the root's handlers would
+    log.propagate = False
+    log.addHandler(logging.NullHandler())
+    assert logs.plain_stream(log) is None
+    log.handlers.clear()

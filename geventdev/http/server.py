@@ -21,7 +21,7 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 from geventdev.config import Config
 from geventdev.http.framing import StrictFraming
 from geventdev.http.websockets import gevent_websocket_handler, has_gevent_websocket, is_websocket
-from geventdev.logs import ACCESS, color_allowed, ensure_handler
+from geventdev.logs import ACCESS, color_allowed, ensure_handler, plain_stream
 from geventdev.net import LOCAL_PEER
 from geventdev.protocol import RESERVED_PREFIX
 from geventdev.tls import server_context
@@ -133,7 +133,11 @@ class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
         line = self.format_request()
         if self._client_error is not None:  # why framing refused the request
             line += f" ({escape(self._client_error.reason)})"
-        access.info(line)
+        stream = plain_stream(access)
+        if stream is None:
+            access.info(line)
+        else:  # nothing but our own plain handler: its output, without the LogRecord
+            stream.write(line + "\n")
 
     def format_request(self) -> str:
         status = (self._orig_status or self.status or "000").split()[0]
