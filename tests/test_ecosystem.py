@@ -570,7 +570,8 @@ def test_debugpy_stops_at_a_breakpoint_in_the_app_process_in_reload_mode(
         port = probe.getsockname()[1]
     argv = [sys.executable, "-m", "debugpy", "--listen", f"127.0.0.1:{port}", "--wait-for-client"]
     env = geventdev_env(PYTHONDONTWRITEBYTECODE="")
-    with (tmp_path / "server.log").open("wb") as log:
+    log_path = tmp_path / "server-debugpy.log"  # conftest shows server-*.log when a test fails
+    with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [*argv, "-m", "geventdev", "app.py", "--port", "0", "--no-standby"],
             cwd=project,
@@ -595,7 +596,7 @@ def test_debugpy_stops_at_a_breakpoint_in_the_app_process_in_reload_mode(
             return child
 
         child = follow_child()
-        log_text = lambda: (tmp_path / "server.log").read_text(errors="replace")  # noqa: E731
+        log_text = lambda: log_path.read_text(errors="replace")  # noqa: E731
         url = wait_until(lambda: re.search(r"Running on (http://\S+)", log_text()), 60).group(1)
         for version, session in (("v1", child), ("v2", None)):
             if session is None:  # a reload: the new app process is followed too
