@@ -18,8 +18,9 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import EXAMPLES, DevServer, geventdev_env, gws_env, wait_until, write
@@ -184,11 +185,16 @@ def test_websocket_closed_by_the_app_ends_the_connection(server: DevServer) -> N
     with connect(server) as conn:
         ws_handshake(conn, "/ws-once")
         conn.sendall(frame(0x1, b"one"))
-        wait_until(lambda: conn.recv(65536).startswith(b"\x81\x03one"), 5, "the echo")
-        conn.sendall(close_frame() + b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while not received.endswith(b"\x88\x02\x03\xe8"):  # the echo, then the app's close
+            chunk = conn.recv(65536)
+            assert chunk, received
+            received += chunk
+        conn.sendall(close_frame())
         rest = closed_within(conn, 3)
     assert rest is not None, "the server kept the connection open after the close handshake"
-    assert b"HTTP/1.1" not in rest, rest
+    assert received + rest == b"\x81\x03one\x88\x02\x03\xe8", rest  # no HTTP/1.1 400 after it
+    wait_until(lambda: '"GET /ws-once HTTP/1.1" 101' in server.log(), 5, "the log line")
 
 
 def test_websockets_client_closes_at_once(server: DevServer) -> None:
@@ -296,6 +302,24 @@ def test_head_reports_the_length_a_get_would(server: DevServer, headers: str) ->
     assert got.headers["content-length"] == str(len(got.body))
     assert (b"livereload" in got.body) == ("document" in headers)
     assert f"content-length: {len(got.body)}\r\n".encode() in head.lower(), head
+
+
+def test_head_of_a_page_reports_the_injected_length_unit() -> None:
+    """Item 5, the middleware alone: a page's HEAD (werkzeug: the app's Content-Length, no body)
+    reports the length its GET gets with the script in; a HEAD a script sends stays the app's."""
+    from test_livereload import PAGE, Served, html_headers
+
+    from geventdev.livereload.middleware import LiveReload
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", html_headers(PAGE))
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [PAGE]
+
+    got, head = Served(LiveReload(app)), Served(LiveReload(app), method="HEAD")
+    assert len(got.body) > len(PAGE)
+    assert (head.header("Content-Length"), head.body) == (str(len(got.body)), b"")
+    script = Served(LiveReload(app), method="HEAD", **{"Sec-Fetch-Dest": None, "Accept": "*/*"})
+    assert (script.header("Content-Length"), script.body) == (str(len(PAGE)), b"")
 
 
 # --- HTTP/1.0 keep-alive and versions -------------------------------------------------------------

@@ -194,10 +194,11 @@ REFUSED = [
     (400, "GET / http/1.1", "Host: x"),
     (505, "GET / HTTP/2.0", "Host: x"),
     (505, "GET / HTTP/0.9", "Host: x"),
+    (505, "GET / HTTP/3.1", "Host: x"),
     (400, "GET /", ""),  # HTTP/0.9
     (400, "POST /", ""),
     (400, "GET  / HTTP/1.1", "Host: x"),
-    (400, "", "GET / HTTP/1.1|Host: x"),  # an empty line first
+    (400, "", "|GET / HTTP/1.1|Host: x"),  # two empty lines first (one is ignored: RFC 9112 §2.2)
     (414, f"GET /{'a' * 8200} HTTP/1.1", "Host: x"),
 ]
 
