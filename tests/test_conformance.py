@@ -365,3 +365,31 @@ def test_a_bare_lf_in_a_chunk_extension_is_refused(server: DevServer) -> None:
     body = b"5;a\nb\r\nhello\r\n0\r\n\r\n"
     responses = exchange(server, msg("POST /echo HTTP/1.1", "Host: x|Transfer-Encoding: chunked", body))
     assert [(r.status, r.headers.get("connection")) for r in responses] == [(400, "close")]
+
+
+# --- a restart with a WebSocket and a live-reload stream open ------------------------------------
+
+
+def test_restart_closes_websockets_and_ends_event_streams_cleanly(
+    project: Path, dev_server: Any
+) -> None:
+    """Items 2 and 7: on a reload an open WebSocket gets the 1012 close frame and nothing after it
+    (it got an ``HTTP/1.1 500`` too, logged as a false 500), and a live-reload event stream ends
+    with the last chunk, ``0\\r\\n\\r\\n`` (each save put ERR_INCOMPLETE_CHUNKED_ENCODING in the
+    browser console)."""
+    app = write(project / "app.py", APP)
+    server = dev_server("app.py")
+    server.wait_for_text("/ok", "ok")
+    with connect(server) as ws, connect(server) as events:
+        after_head = ws_handshake(ws, "/ws").partition(b"\r\n\r\n")[2]
+        events.sendall(msg("GET /__geventdev__/livereload HTTP/1.1", f"Host: x|{BROWSER}"))
+        first = events.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 ") and b"event: hello" in first, first
+        app.write_text(APP.replace('"ok"', '"v2"'))
+        ws_rest, events_rest = closed_within(ws, 10), closed_within(events, 10)
+    assert ws_rest is not None and events_rest is not None, "not closed by the restart"
+    assert after_head + ws_rest == b"\x88\x02\x03\xf4", ws_rest  # 1012 "service restart", alone
+    assert (first + events_rest).endswith(b"\r\n0\r\n\r\n"), events_rest[-40:]
+    server.wait_for_text("/ok", "v2")
+    log = server.log()
+    assert '"GET /ws HTTP/1.1" 101' in log and '" 500 ' not in log, log
