@@ -161,14 +161,14 @@ class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
     ) -> Any:
         # Closing after this response, because framing says so (pywsgi tells only HTTP/1.0
-        # clients), the server drains, or the app answers before reading a body it was to be
-        # sent after a 100 Continue (the client may be waiting for our 100 or send the body late:
-        # the connection cannot stay in step; werkzeug's server closes too): say so.
+        # clients), the server drains, or the app answers before reading a body announced with
+        # Expect: 100-continue that has not all arrived (the client may be waiting for our 100,
+        # or send it late: the connection cannot stay in step; werkzeug's server closes): say so.
         # (One override for all, not several: ~0.2 us.)
         if (
             self.close_connection
             or self.server.draining
-            or getattr(self.wsgi_input, "awaiting_continue", False)
+            or (getattr(self.wsgi_input, "socket", None) and self.wsgi_input.withheld())
         ) and not any(k.lower() == "connection" for k, _ in headers):
             headers = [*headers, ("Connection", "close")]
             self.close_connection = True
