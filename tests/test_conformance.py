@@ -393,3 +393,172 @@ def test_restart_closes_websockets_and_ends_event_streams_cleanly(
     server.wait_for_text("/ok", "v2")
     log = server.log()
     assert '"GET /ws HTTP/1.1" 101' in log and '" 500 ' not in log, log
+
+
+# --- real clients, each on one keep-alive connection through every case --------------------------
+
+#: (method, path, body, expected body): HEADs of streams and of our endpoints, bodies, a stream;
+#: each client sends them in order on one connection, then one more GET.
+SEQUENCE = [
+    ("HEAD", "/stream", None, b""),
+    ("HEAD", "/forever", None, b""),
+    ("HEAD", "/__geventdev__/livereload", None, b""),
+    ("HEAD", "/__geventdev__/nope", None, b""),
+    ("GET", "/ok", None, b"ok"),
+    ("POST", "/echo", b"hello", b"read 5"),
+    ("GET", "/stream", None, b"ab"),
+    ("GET", "/ok", None, b"ok"),
+]
+
+
+def test_requests_session(server: DevServer) -> None:
+    import requests
+
+    with requests.Session() as session:
+        for method, path, body, expected in SEQUENCE:
+            response = session.request(method, server.url + path, data=body, timeout=5)
+            assert response.content == expected, (method, path, response.content)
+
+
+def test_httpx_client(server: DevServer) -> None:
+    import httpx
+
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        for method, path, body, expected in SEQUENCE:
+            response = client.request(method, path, content=body)
+            assert response.content == expected, (method, path, response.content)
+
+
+def test_aiohttp_session(server: DevServer) -> None:
+    import aiohttp
+
+    async def run() -> list[bytes]:
+        connector = aiohttp.TCPConnector(limit=1)  # one connection, reused for each request
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            bodies = []
+            for method, path, body, _ in SEQUENCE:
+                async with session.request(method, server.url + path, data=body) as response:
+                    bodies.append(await response.read())
+            return bodies
+
+    assert asyncio.run(run()) == [expected for *_, expected in SEQUENCE]
+
+
+def test_h11_on_one_connection(server: DevServer) -> None:
+    import h11
+
+    client = h11.Connection(h11.CLIENT)
+    with connect(server) as conn:
+        for method, path, body, expected in SEQUENCE:
+            headers = [("Host", "x"), *([("Content-Length", str(len(body)))] if body else [])]
+            data = client.send(h11.Request(method=method, target=path, headers=headers))
+            data += client.send(h11.Data(data=body)) if body else b""
+            conn.sendall(data + client.send(h11.EndOfMessage()))
+            received = b""
+            while True:
+                event = client.next_event()
+                if event is h11.NEED_DATA:
+                    client.receive_data(conn.recv(65536))
+                elif isinstance(event, h11.Data):
+                    received += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+            assert received == expected, (method, path, received)
+            client.start_next_cycle()
+
+
+def test_curl_keeps_the_connection_in_step(server: DevServer, tmp_path: Path) -> None:
+    """curl reuses its connection for each URL of one command: Expect: 100-continue with a body
+    the app never reads (curl then skips the body), HEAD of a stream, then a GET."""
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    url = server.url
+    fmt = "%{http_code} %{num_connects}\\n"
+    argv = ["-sS", "--http1.1", "-o", "/dev/null", "-w", fmt, "--max-time", "5"]
+    expect = [*argv, "-H", "Expect: 100-continue", "--data-binary", "hello", f"{url}/noread"]
+    head = [*argv, "--head", f"{url}/stream"]
+    started = time.monotonic()
+    done = subprocess.run(
+        [curl, *expect, "--next", *head, "--next", *argv, f"{url}/ok"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[0] for line in done.stdout.splitlines()] == ["200", "200", "200"], done
+    assert took < 3, f"{took:.1f} s: a request waited for a body or a timeout"
+
+
+def test_websocket_client_closes_at_once(server: DevServer) -> None:
+    import websocket
+
+    for path in ("/ws", "/ws-once"):
+        client = websocket.create_connection(f"ws://127.0.0.1:{server.port}{path}", timeout=10)
+        client.send("x")
+        assert client.recv() == "x"
+        started = time.monotonic()
+        client.close()
+        assert time.monotonic() - started < 2, path
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling", "websocket"]])
+@pytest.mark.parametrize("gws", ["present", "absent"])
+def test_socketio_clients(project: Path, dev_server: Any, tmp_path: Path, gws: str, transports: list[str]) -> None:
+    """Item 3: python-socketio opening the websocket transport directly, or polling first, with
+    and without gevent-websocket: one 101 head, a working call, a prompt disconnect."""
+    if gws == "present":
+        pytest.importorskip("geventwebsocket")
+    shutil.copy(EXAMPLES / "socketio" / "app.py", project / "app.py")
+    server = dev_server("app.py", "--no-reload", **gws_env(gws, tmp_path))
+    server.wait_for_text("/", "Socket.IO example")
+    socketio_round_trip(server.url, server.port, transports)
+    assert "Traceback" not in server.log(), server.log()
+
+
+def socketio_round_trip(url: str, port: int, transports: list[str]) -> None:
+    import socketio
+
+    with connect_port(port) as conn:  # the raw bytes: exactly one head, then WebSocket frames
+        data = ws_handshake(conn, "/socket.io/?EIO=4&transport=websocket")
+        conn.settimeout(1)
+        while len(data) < 200:
+            try:
+                chunk = conn.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        assert data.count(b"HTTP/1.1 ") == 1 and b'"sid"' in data, data
+    client = socketio.Client()
+    client.connect(url, transports=transports, wait_timeout=10)
+    try:
+        wait_until(lambda: client.transport() == "websocket", 10, "the websocket transport")
+        assert client.call("hello", "x", timeout=5)["echo"] == "x"
+    finally:
+        started = time.monotonic()
+        client.disconnect()
+        assert time.monotonic() - started < 2
+
+
+def connect_port(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling", "websocket"]])
+def test_socketio_clients_under_the_gunicorn_worker(tmp_path: Path, transports: list[str]) -> None:
+    """Item 3 for ``geventdev.workers.GeventWebSocketWorker`` (gevent-websocket for engine.io)."""
+    pytest.importorskip("geventwebsocket")
+
+    from test_gunicorn import Gunicorn
+
+    argv = ["-k", "geventdev.workers.GeventWebSocketWorker", "--chdir", str(EXAMPLES / "socketio")]
+    server = Gunicorn(tmp_path / "gunicorn.log", [*argv, "app:app"], geventdev_env())
+    try:
+        server.get("/")
+        socketio_round_trip(server.url, int(server.url.rsplit(":", 1)[1]), transports)
+    finally:
+        server.stop()
