@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from conftest import EXAMPLES, DevServer, geventdev_env, gws_env, wait_until, write
-from test_framing import Response, exchange, msg, parse, read_response, receive_all
+from test_framing import Response, exchange, msg, parse, read_response
 
 pytestmark = pytest.mark.e2e
 
@@ -176,7 +176,9 @@ def test_websocket_closed_by_the_client_ends_the_connection(server: DevServer) -
     assert rest is not None, "the server kept the connection open after the close handshake"
     stream = head.partition(b"\r\n\r\n")[2] + rest
     assert b"HTTP/1.1" not in stream, stream
-    assert stream == b"\x81\x02hi\x88\x02\x03\xe8", stream  # the echo, the close reply: nothing else
+    assert stream == b"\x81\x02hi\x88\x02\x03\xe8", (
+        stream
+    )  # the echo, the close reply: nothing else
 
 
 def test_websocket_closed_by_the_app_ends_the_connection(server: DevServer) -> None:
@@ -363,7 +365,9 @@ def test_a_bare_lf_in_a_chunk_extension_is_refused(server: DevServer) -> None:
     """Item 8: a chunk line ends with CRLF; a bare LF in its extension is a framing doubt (a proxy
     that ends the line there sees a different body)."""
     body = b"5;a\nb\r\nhello\r\n0\r\n\r\n"
-    responses = exchange(server, msg("POST /echo HTTP/1.1", "Host: x|Transfer-Encoding: chunked", body))
+    responses = exchange(
+        server, msg("POST /echo HTTP/1.1", "Host: x|Transfer-Encoding: chunked", body)
+    )
     assert [(r.status, r.headers.get("connection")) for r in responses] == [(400, "close")]
 
 
@@ -506,7 +510,9 @@ def test_websocket_client_closes_at_once(server: DevServer) -> None:
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling", "websocket"]])
 @pytest.mark.parametrize("gws", ["present", "absent"])
-def test_socketio_clients(project: Path, dev_server: Any, tmp_path: Path, gws: str, transports: list[str]) -> None:
+def test_socketio_clients(
+    project: Path, dev_server: Any, tmp_path: Path, gws: str, transports: list[str]
+) -> None:
     """Item 3: python-socketio opening the websocket transport directly, or polling first, with
     and without gevent-websocket: one 101 head, a working call, a prompt disconnect."""
     if gws == "present":

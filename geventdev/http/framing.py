@@ -77,12 +77,12 @@ class TimedInput(Input):  # type: ignore[misc]
         previous = conn.gettimeout()
         conn.settimeout(0)  # what is buffered or already arrived, without waiting
         try:
-            buffered = self.rfile.peek(self.content_length)
+            buffered: bytes = self.rfile.peek(self.content_length)
         except OSError:
             buffered = b""
         finally:
             conn.settimeout(previous)
-        return len(buffered) < self.content_length
+        return len(buffered) < int(self.content_length)
 
     def _discard(self) -> None:
         if self.socket is None or not self._handler.close_connection:
@@ -136,6 +136,7 @@ class StrictFraming(WSGIHandler):  # type: ignore[misc]
     _deadline = 0.0  # when this request's line and headers must be in
     _client_error: ClientError | None = None  # what this request is answered and logged with
     _buffered = False  # this request's head is all in the read buffer
+    _orig_status: str | None  # the status line the log shows (pywsgi's)
     #: RFC 9112 §3.2 (a MUST); off only to show which peer test cases fail for this reason alone.
     host_required = True
 
