@@ -10,8 +10,8 @@
   echo app served by geventdev: no case may fail, and every close must be clean. A Python 2.7
   virtualenv with ``autobahntestsuite`` is made once in ``~/.cache/geventdev-tests`` (found as
   ``GEVENTDEV_PYTHON27``, ``python2.7`` on PATH or a pyenv 2.7); without Python 2.7 the test is
-  skipped and says so. The CI runs every case but 9.* (``AUTOBAHN_EXCLUDED``; all with
-  ``GEVENTDEV_AUTOBAHN_FULL=1``): see README "HTTP and WebSocket conformance" for the full run.
+  skipped and says so. Which cases: ``AUTOBAHN_EXCLUDED``; README "HTTP and WebSocket
+  conformance" has the full run's counts.
 """
 
 from __future__ import annotations
@@ -87,10 +87,15 @@ def test_gevent_pywsgi_suite_fails_for_host_alone() -> None:
 
 # --- Autobahn TestSuite ---------------------------------------------------------------------------
 
-#: Every case but 9.* (limits and performance: up to 16 MB messages). simple-websocket 1.1.0 sends
-#: with socket.send(), not sendall, so a message larger than the socket buffer is cut short and
-#: 9.1.4 on hangs, under any gevent server (miguelgrinberg/simple-websocket#45, fixed after 1.1.0).
-AUTOBAHN_EXCLUDED = [] if os.environ.get("GEVENTDEV_AUTOBAHN_FULL") else ["9.*"]
+#: The CI runs the 244 cases of 1.* to 7.* and 10.* (framing, pings, reserved bits, opcodes,
+#: fragmentation, UTF-8, close handling, auto-fragmentation), about 30 s;
+#: ``GEVENTDEV_AUTOBAHN_FULL=1`` adds 12.* and 13.* (permessage-deflate, ~180 cases, about
+#: 40 minutes here). 9.* (limits and performance, up to 16 MB messages) is left out of both:
+#: simple-websocket 1.1.0 sends with socket.send(), not sendall(), so a message larger than the
+#: socket buffer is cut short and 9.1.4 on hangs under any gevent server
+#: (miguelgrinberg/simple-websocket#45, fixed after 1.1.0, unreleased).
+AUTOBAHN_FULL = bool(os.environ.get("GEVENTDEV_AUTOBAHN_FULL"))
+AUTOBAHN_EXCLUDED = ["9.*"] if AUTOBAHN_FULL else ["9.*", "12.*", "13.*"]
 ECHO_APP = """
 from flask import Flask
 from flask_sock import Sock
@@ -107,12 +112,27 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gevent
 
 
 def python27() -> str | None:
-    found = os.environ.get("GEVENTDEV_PYTHON27") or shutil.which("python2.7")
-    if found:
-        return found
+    """The first Python 2.7 that runs: ``GEVENTDEV_PYTHON27``, pyenv's, ``python2.7`` on PATH
+    (a pyenv shim is on PATH even when no 2.7 is selected, so each one is tried)."""
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    candidates = sorted(pyenv.glob("2.7*/bin/python2.7"))
-    return str(candidates[-1]) if candidates else None
+    candidates = [
+        os.environ.get("GEVENTDEV_PYTHON27"),
+        *map(str, sorted(pyenv.glob("2.7*/bin/python2.7"), reverse=True)),
+        shutil.which("python2.7"),
+    ]
+    for python in filter(None, candidates):
+        try:
+            done = subprocess.run(
+                [python, "-c", "import sys; print(sys.version_info[:2] == (2, 7))"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        except OSError:
+            continue
+        if done.stdout.strip() == "True":
+            return python
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -151,6 +171,7 @@ def echo_server(tmp_path: Path) -> Iterator[Any]:
         srv.stop()
 
 
+@pytest.mark.timeout(4000 if AUTOBAHN_FULL else 900)  # the first run also makes the virtualenv
 def test_autobahn_fuzzingclient(wstest: str, echo_server: Any, tmp_path: Path) -> None:
     spec = {
         "outdir": str(tmp_path / "reports"),
@@ -166,15 +187,23 @@ def test_autobahn_fuzzingclient(wstest: str, echo_server: Any, tmp_path: Path) -
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=3600 if AUTOBAHN_FULL else 600,
     )
     took = time.monotonic() - started
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((tmp_path / "reports" / "index.json").read_text())["geventdev"]
-    assert len(report) > 200, sorted(report)
-    failed = {k: v["behavior"] for k, v in report.items() if v["behavior"] == "FAILED"}
-    unclean = {k: v["behaviorClose"] for k, v in report.items() if v["behaviorClose"] != "OK"}
-    assert (failed, unclean) == ({}, {}), f"{len(report)} cases in {took:.0f} s"
+    assert len(report) >= (400 if AUTOBAHN_FULL else 244), sorted(report)
+    # Autobahn's verdicts: OK, NON-STRICT (allowed, e.g. a bad frame answered by a close after the
+    # echo) and INFORMATIONAL (nothing to judge: 7.1.6, 7.13.*); FAILED, UNIMPLEMENTED, and for
+    # the close WRONG CODE, UNCLEAN or FAILED BY CLIENT are failures.
+    failed = {
+        case: (result["behavior"], result["behaviorClose"])
+        for case, result in report.items()
+        if result["behavior"] not in ("OK", "NON-STRICT", "INFORMATIONAL")
+        or result["behaviorClose"] not in ("OK", "INFORMATIONAL")
+        or result["behaviorClose"] == "INFORMATIONAL" != result["behavior"]
+    }
+    assert failed == {}, f"{len(failed)} of {len(report)} cases failed, in {took:.0f} s"
 
 
 # --- the runner, in its own process: ``python tests/test_peer_suites.py gevent-pywsgi`` ----------

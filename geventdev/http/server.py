@@ -70,6 +70,7 @@ class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
     rfile: Any
     response_use_chunked: bool
     response_headers: list[tuple[bytes, bytes]]
+    provided_content_length: str | None
 
     def read_requestline(self) -> str:
         if self._requests:  # StrictFraming's count of requests started on this connection
@@ -131,8 +132,10 @@ class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
             return
         if self.response_use_chunked or self.connection_upgraded or self.code in (204, 304):
             return
-        if self.code >= 200 and not any(
-            k.lower() == b"content-length" for k, _ in self.response_headers
+        if (
+            self.code >= 200
+            and self.provided_content_length is None
+            and not any(k.lower() == b"content-length" for k, _ in self.response_headers)
         ):
             # No length and no chunks (HTTP/1.0): the body ends with the connection, whatever
             # the client asked (RFC 9112 §6.3); saying keep-alive glued the next answer onto it.
