@@ -26,8 +26,6 @@ import pytest
 from conftest import EXAMPLES, DevServer, geventdev_env, gws_env, wait_until, write
 from test_framing import Response, exchange, msg, parse, read_response
 
-pytestmark = pytest.mark.e2e
-
 APP = """
 import time
 from flask import Flask, Response, request
@@ -555,16 +553,9 @@ def connect_port(port: int) -> socket.socket:
 
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling", "websocket"]])
-def test_socketio_clients_under_the_gunicorn_worker(tmp_path: Path, transports: list[str]) -> None:
+def test_socketio_clients_under_the_gunicorn_worker(gunicorn: Any, transports: list[str]) -> None:
     """Item 3 for ``geventdev.workers.GeventWebSocketWorker`` (gevent-websocket for engine.io)."""
     pytest.importorskip("geventwebsocket")
-
-    from test_gunicorn import Gunicorn
-
-    argv = ["-k", "geventdev.workers.GeventWebSocketWorker", "--chdir", str(EXAMPLES / "socketio")]
-    server = Gunicorn(tmp_path / "gunicorn.log", [*argv, "app:app"], geventdev_env())
-    try:
-        server.get("/")
-        socketio_round_trip(server.url, int(server.url.rsplit(":", 1)[1]), transports)
-    finally:
-        server.stop()
+    server = gunicorn("socketio", "app:app", "-k", "geventdev.workers.GeventWebSocketWorker")
+    server.get("/")
+    socketio_round_trip(server.url, int(server.url.rsplit(":", 1)[1]), transports)
