@@ -82,6 +82,7 @@ def browser() -> Iterator[Any]:
         options.add_argument(flag)
     profile = tempfile.TemporaryDirectory(prefix="geventdev-chromium-")
     options.add_argument(f"--user-data-dir={profile.name}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for net errors
     service = Service(executable_path=CHROMEDRIVER)
     driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(20)
@@ -202,6 +203,23 @@ def test_python_edit_reloads_once_the_new_code_serves(
     assert time.monotonic() - changed < 3.5
     until(tab, lambda: js(tab, f"return {LIVE}.connected"), "reconnected")
     assert page_loads(server) == loads + 1  # one reload, straight to the new code
+
+
+def test_restarts_leave_no_network_errors_in_the_console(
+    project: Path, dev_server: Callable[..., DevServer], tab: Any
+) -> None:
+    """Issue 13 item 7: a restart ends the live-reload stream with its last chunk, so the
+    console shows no ERR_INCOMPLETE_CHUNKED_ENCODING (about 7 per save before)."""
+    make_project(project)
+    server = dev_server("app.py")
+    open_page(tab, server.wait_for_text("/", "Title A v1").url)
+    tab.get_log("browser")  # drop what came before
+    for version in ("v2", "v3"):
+        write(project / "app.py", APP.format(version=version))
+        until(tab, lambda: text(tab, "title") == f"Title A {version}", "the new code")  # noqa: B023
+        until(tab, lambda: js(tab, f"return {LIVE}.connected"), "reconnected")
+    errors = [entry["message"] for entry in tab.get_log("browser")]
+    assert not [e for e in errors if "ERR_INCOMPLETE_CHUNKED_ENCODING" in e], errors
 
 
 def test_syntax_error_shows_in_the_page_and_the_fix_recovers(

@@ -65,6 +65,34 @@ class TimedInput(Input):  # type: ignore[misc]
     def readline(self, size: int | None = None) -> bytes:
         return self._timed(super().readline, size)
 
+    def withheld(self) -> bool:
+        """The body was announced with ``Expect: 100-continue``, no 100 went out, and it is not
+        all here: the client may be waiting for our 100, or send the body late (curl waits 1 s).
+        A body sent at once anyway (RFC 9110 §10.1.1 allows it) is already buffered."""
+        if self.socket is None or not (self.content_length or self.chunked_input):
+            return False
+        if self.chunked_input:
+            return True
+        conn = self._handler.socket
+        previous = conn.gettimeout()
+        conn.settimeout(0)  # what is buffered or already arrived, without waiting
+        try:
+            buffered: bytes = self.rfile.peek(self.content_length)
+        except OSError:
+            buffered = b""
+        finally:
+            conn.settimeout(previous)
+        return len(buffered) < int(self.content_length)
+
+    def _discard(self) -> None:
+        if self.socket is None or not self._handler.close_connection:
+            super()._discard()  # else closing: don't wait for a body the client may withhold
+
+    def _Input__read_chunk_length(self, rfile: Any) -> int:  # noqa: N802 (pywsgi's private name)
+        """pywsgi's chunk-size line and trailer reader, over a stream that refuses a bare LF: it
+        skips to the CR of a chunk extension, so ``5;a\nb\r\n`` passed (RFC 9112 §7.1)."""
+        return int(Input._Input__read_chunk_length(self, _CRLFOnly(rfile, self)))
+
     def _timed(self, read: Callable[[int | None], bytes], size: int | None) -> bytes:
         if self._failed:  # pywsgi would go on reading (or discarding) from a broken stream
             return b""
@@ -80,6 +108,22 @@ class TimedInput(Input):  # type: ignore[misc]
             conn.settimeout(previous)
 
 
+class _CRLFOnly:
+    """The ``read(1)`` pywsgi reads chunk lines with, raising at an LF not preceded by CR."""
+
+    def __init__(self, rfile: Any, owner: Input) -> None:
+        self.rfile, self.owner, self.previous = rfile, owner, b""
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.rfile.read(size)
+        for byte in (data[i : i + 1] for i in range(len(data))):
+            if byte == b"\n" and self.previous != b"\r":
+                self.owner._chunked_input_error = True
+                raise _InvalidClientInput("bare LF in a chunk line")
+            self.previous = byte
+        return data
+
+
 class StrictFraming(WSGIHandler):  # type: ignore[misc]
     """Strict parsing and timeouts (``server.config``), as ``Handler(StrictFraming, WSGIHandler)``.
 
@@ -92,6 +136,9 @@ class StrictFraming(WSGIHandler):  # type: ignore[misc]
     _deadline = 0.0  # when this request's line and headers must be in
     _client_error: ClientError | None = None  # what this request is answered and logged with
     _buffered = False  # this request's head is all in the read buffer
+    _orig_status: str | None  # the status line the log shows (pywsgi's)
+    #: RFC 9112 §3.2 (a MUST); off only to show which peer test cases fail for this reason alone.
+    host_required = True
 
     def read_requestline(self) -> str:
         config, started = self.server.config, time.monotonic()
@@ -117,6 +164,8 @@ class StrictFraming(WSGIHandler):  # type: ignore[misc]
         try:
             with self._header_deadline():
                 raw = self.rfile.readline(MAX_REQUEST_LINE)
+                if raw in (b"\r\n", b"\n"):  # RFC 9112 §2.2: SHOULD ignore one before the line
+                    raw = self.rfile.readline(MAX_REQUEST_LINE)
             self.requestline = raw[:200].decode("latin-1").rstrip("\r\n")  # for the log
             if len(raw) >= MAX_REQUEST_LINE:
                 raise ClientError(414, "request line too long")
@@ -135,8 +184,10 @@ class StrictFraming(WSGIHandler):  # type: ignore[misc]
         self.command, self.path, self.request_version = parts
         if not _VERSION.fullmatch(parts[2]):  # HTTP/1, HTTP/1.1.1, HTTP/a.b, http/1.1
             raise ClientError(400, f"malformed HTTP version {parts[2][:20]!r}")
-        if parts[2] not in ("HTTP/1.0", "HTTP/1.1"):  # HTTP/2.0, HTTP/0.9, HTTP/1.2
+        if parts[2][:7] != "HTTP/1.":  # HTTP/2.0, HTTP/0.9
             raise ClientError(505, f"unsupported version {parts[2]}")
+        if parts[2] != "HTTP/1.0":  # RFC 9110 §2.5: HTTP/1.2 SHOULD be served as our highest 1.x
+            self.request_version = "HTTP/1.1"
         with self._header_deadline():
             fields, known = self._read_fields()
         self._apply(fields, known)
@@ -178,7 +229,7 @@ class StrictFraming(WSGIHandler):  # type: ignore[misc]
     def _apply(self, fields: list[tuple[str, str]], known: dict[str, str]) -> None:
         """Check Host and the body's framing, then set what pywsgi's read_request would."""
         host, length, coding = (known.get(name) for name in _SINGLE)
-        if host is None and self.request_version == "HTTP/1.1":  # RFC 9112 §3.2: MUST be 400
+        if host is None and self.request_version == "HTTP/1.1" and self.host_required:
             raise ClientError(400, "HTTP/1.1 request without Host")
         if host is not None and not _HOST.fullmatch(host):
             raise ClientError(400, f"invalid Host {host[:60]!r}")
@@ -214,10 +265,16 @@ class StrictFraming(WSGIHandler):  # type: ignore[misc]
     def get_environ(self) -> dict[str, Any]:
         environ: dict[str, Any] = super().get_environ()
         plain = self.wsgi_input
-        timed = TimedInput(plain.rfile, plain.content_length, plain.socket, plain.chunked_input)
+        # 100 Continue only to HTTP/1.1 (1.0 clients don't know it), Expect in any case (RFC 9110
+        # §10.1.1; pywsgi: exact "100-continue" only, and to HTTP/1.0 too).
+        expect = str(environ.get("HTTP_EXPECT", "")).lower() == "100-continue"
+        sock = self.socket if expect and self.request_version == "HTTP/1.1" else None
+        timed = TimedInput(plain.rfile, plain.content_length, sock, plain.chunked_input)
         timed._handler, timed._timeout, timed._failed = self, self.server.config.body_timeout, False
-        if environ["wsgi.input"] is plain:  # not for upgrades: a websocket may idle for long
-            environ["wsgi.input"] = timed
+        # Upgrade requests get the raw stream (a websocket may idle for long), unless they have
+        # a body: then it is read by its framing (pywsgi's raw read() of it waited for EOF).
+        if environ["wsgi.input"] is plain or plain.content_length or plain.chunked_input:
+            environ["wsgi.input"], environ["wsgi.input_terminated"] = timed, True
         self.wsgi_input = timed
         return environ
 

@@ -5,6 +5,7 @@ Imported by the child only, after ``monkey.patch_all()``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
@@ -67,6 +68,11 @@ class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
 
     server: DevServer
     greenlet: gevent.Greenlet | None = None
+    socket: Any
+    rfile: Any
+    response_use_chunked: bool
+    response_headers: list[tuple[bytes, bytes]]
+    provided_content_length: str | None
 
     def read_requestline(self) -> str:
         if self._requests:  # StrictFraming's count of requests started on this connection
@@ -84,20 +90,97 @@ class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
 
     def handle_one_response(self) -> None:
         self.greenlet = gevent.getcurrent()
+        self._orig_status = None  # not the previous response's (the log reads it)
         self.server.active.add(self)
         try:
             super().handle_one_response()
         finally:
             self.server.active.discard(self)
+        if self.connection_upgraded or not self.headers_sent:
+            # An upgraded connection is never HTTP again, and one the app answered nothing on
+            # (simple-websocket writes its 101 on the socket itself) is out of step: either way,
+            # what follows is not a request line (it was a WebSocket close frame, answered with
+            # an HTTP 400 inside the WebSocket, and the connection idled for the keep-alive).
+            self.close_connection = True
+        if self._orig_status == "101" and self.status is None:  # see process_result
+            # The app's websocket reads a dup of the socket: close ours without pywsgi's
+            # read-before-close, which took the client's close frame from it (the connection
+            # then stayed open until the client gave up).
+            rfile, sock, self.socket = self.rfile, self.socket, None
+            with contextlib.suppress(OSError):
+                rfile.close()
+                sock.close()
+
+    def process_result(self) -> None:
+        if self.command != "HEAD":
+            super().process_result()
+            if self.status is None and self.is_websocket:
+                self._orig_status = "101"  # for the log: the app switched on the socket itself
+            return
+        # A HEAD's head is all we send: stop at the first chunk (an event stream never ends).
+        for data in self.result:
+            if data:
+                self.write(data)
+                break
+        if self.status and not self.headers_sent:
+            self.write(b"")
+
+    def finalize_headers(self) -> None:
+        super().finalize_headers()
+        if self.command == "HEAD":
+            if self.response_use_chunked:  # no body follows a HEAD's head, not even a 0 chunk
+                self.response_use_chunked = False
+                self.response_headers.remove((b"Transfer-Encoding", b"chunked"))
+            return
+        if self.response_use_chunked or self.connection_upgraded or self.code in (204, 304):
+            return
+        if (
+            self.code >= 200
+            and self.provided_content_length is None
+            and not any(k.lower() == b"content-length" for k, _ in self.response_headers)
+        ):
+            # No length and no chunks (HTTP/1.0): the body ends with the connection, whatever
+            # the client asked (RFC 9112 §6.3); saying keep-alive glued the next answer onto it.
+            self.close_connection = True
+            self.response_headers = [
+                (k, v) for k, v in self.response_headers if k.lower() != b"connection"
+            ]
+            self.response_headers.append((b"Connection", b"close"))
+
+    def _write(self, data: bytes) -> None:
+        if self.command != "HEAD":  # pywsgi sends what a HEAD's app returns
+            super()._write(data)
+
+    def handle_error(self, t: type[BaseException], v: BaseException, tb: Any) -> None:
+        if not issubclass(t, gevent.GreenletExit):
+            super().handle_error(t, v, tb)
+            return
+        # A drain cut this response (a restart): that is no server error, so no 500, and none
+        # written into a WebSocket after its 1012 close frame.
+        self.close_connection = True
+        if self.status is None and self.is_websocket:
+            self._orig_status = "101"
+        elif self.headers_sent and self.response_use_chunked:
+            # End the stream properly: a cut chunked body is an error in the browser
+            # (ERR_INCOMPLETE_CHUNKED_ENCODING); a restart is a normal end of a live stream.
+            with contextlib.suppress(OSError):
+                self._sendall(b"0\r\n\r\n")
+        elif not self.headers_sent:
+            super().handle_error(t, v, tb)
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
     ) -> Any:
         # Closing after this response, because framing says so (pywsgi tells only HTTP/1.0
-        # clients) or the server drains: say so. (One override for both, not two: ~0.2 us.)
-        if (self.close_connection or self.server.draining) and not any(
-            k.lower() == "connection" for k, _ in headers
-        ):
+        # clients), the server drains, or the app answers before reading a body announced with
+        # Expect: 100-continue that has not all arrived (the client may be waiting for our 100,
+        # or send it late: the connection cannot stay in step; werkzeug's server closes): say so.
+        # (One override for all, not several: ~0.2 us.)
+        if (
+            self.close_connection
+            or self.server.draining
+            or (getattr(self.wsgi_input, "socket", None) and self.wsgi_input.withheld())
+        ) and not any(k.lower() == "connection" for k, _ in headers):
             headers = [*headers, ("Connection", "close")]
             self.close_connection = True
         return super().start_response(status, headers, exc_info)
@@ -117,9 +200,11 @@ class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
         for name, value in self.response_headers:
             towrite += b"%s: %s\r\n" % (name, value)
         towrite += b"\r\n"
-        if data and self.response_use_chunked:
+        if not data or self.command == "HEAD":
+            pass
+        elif self.response_use_chunked:
             towrite += b"%x\r\n%s\r\n" % (len(data), data)
-        elif data:
+        else:
             towrite += data
         self._sendall(towrite)
 

@@ -183,8 +183,18 @@ def finish(
                 file=sys.stderr,
                 flush=True,
             )
-    body = insert(body, make_tag(nonce))
+    tag = make_tag(nonce)
+    length = len(body) + len(tag)
+    if environ.get("REQUEST_METHOD") == "HEAD":
+        # No body to put the tag in: report the length the same request's GET gets (a page's
+        # HEAD has the app's Content-Length and no bytes; werkzeug drops a HEAD's body).
+        declared = header(capture.headers, "content-length")
+        if not body and declared is not None:
+            length = int(declared) + len(tag)
+        body = b""
+    else:
+        body = insert(body, tag)
     headers = [(k, v) for k, v in headers if k.lower() not in _DROPPED]
-    headers.append(("Content-Length", str(len(body))))
+    headers.append(("Content-Length", str(length)))
     capture.start_response(capture.status, headers, capture.exc_info)
-    return [body]
+    return [body] if body else []

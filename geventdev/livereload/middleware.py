@@ -192,12 +192,13 @@ def plain(
 
 def wants_script(environ: dict[str, Any]) -> bool:
     """A browser showing a page: it navigates (``Sec-Fetch-Dest: document``, or without Fetch
-    Metadata it accepts ``text/html``). Not HEAD, not fetch/XHR/htmx, not curl or requests
-    (``Accept: */*``): scripts and tests get the app's bytes."""
+    Metadata it accepts ``text/html``). Not fetch/XHR/htmx, not curl or requests (``Accept:
+    */*``): scripts and tests get the app's bytes. A HEAD is judged like its GET, so it reports
+    the length that GET gets."""
     dest = environ.get("HTTP_SEC_FETCH_DEST")
     if dest is None and "text/html" not in str(environ.get("HTTP_ACCEPT", "")):
         return False  # no page load (curl, scripts, load tools) in two lookups: 0.3 -> 0.1 us
-    if environ.get("REQUEST_METHOD") in ("HEAD", "OPTIONS"):
+    if environ.get("REQUEST_METHOD") == "OPTIONS":
         return False
     if any(environ.get(name) for name in PARTIAL_HEADERS):
         return False
