@@ -276,6 +276,13 @@ class DevServer(WSGIServer):  # type: ignore[misc]
         tls: dict[str, Any] = {"ssl_context": context} if context else {}
         spawn = Pool(config.pool_size)
         super().__init__(listener, app, spawn=spawn, log=log, error_log=log, **tls)
+        self.configure(config, log)
+        if listener.family == socket.AF_UNIX:  # pywsgi sets REMOTE_ADDR for TCP peers only
+            self.environ["REMOTE_ADDR"] = LOCAL_PEER
+
+    def configure(self, config: Config, log: TextIO) -> None:
+        """What geventdev adds to a pywsgi server (also for one built the way pywsgi's own test
+        suite builds it, tests/test_peer_suites.py)."""
         self.config = config
         self.idle: set[DevHandler] = set()
         self.active: set[DevHandler] = set()
@@ -286,8 +293,6 @@ class DevServer(WSGIServer):  # type: ignore[misc]
         self.access_log = ensure_handler(logging.getLogger(ACCESS)) if config.access_log else None
         # Colours as werkzeug's, on a terminal; not into a --log-config's files.
         self.color = color_allowed(log) and not config.log_config
-        if listener.family == socket.AF_UNIX:  # pywsgi sets REMOTE_ADDR for TCP peers only
-            self.environ["REMOTE_ADDR"] = LOCAL_PEER
 
     def wrap_socket_and_handle(self, client_socket: socket.socket, address: Any) -> Any:
         """TLS handshakes get the header timeout, and a failed one is one log line, not a
