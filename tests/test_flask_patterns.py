@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import DevServer, geventdev_env, run_cli, write
 
 pytestmark = pytest.mark.e2e
@@ -69,7 +68,7 @@ async def get_data():
 '''
 
 FACTORY = {
-    "flaskr/__init__.py": '''
+    "flaskr/__init__.py": """
         from flask import Flask
 
 
@@ -86,8 +85,8 @@ FACTORY = {
                 return app.config["GREETING"]
 
             return app
-        ''',
-    "flaskr/blog.py": '''
+        """,
+    "flaskr/blog.py": """
         from flask import Blueprint, render_template_string
 
         bp = Blueprint("blog", __name__, url_prefix="/blog", static_folder="static")
@@ -101,7 +100,7 @@ FACTORY = {
         @bp.route("/<int:id>/update", methods=("GET", "POST"))
         def update(id):
             return f"update {id}"
-        ''',
+        """,
     "flaskr/static/blog.css": "p { color: red }\n",
 }
 
@@ -242,7 +241,9 @@ def test_discovery_errors_are_flask_run_s(project: Path, source: str, message: s
     assert reloading.returncode == 2 and flask_error in reloading.stderr, reloading.stderr
 
 
-def test_a_plain_wsgi_module_still_serves(project: Path, dev_server: Callable[..., DevServer]) -> None:
+def test_a_plain_wsgi_module_still_serves(
+    project: Path, dev_server: Callable[..., DevServer]
+) -> None:
     write(
         project / "plain.py",
         "def application(environ, start_response):\n"
