@@ -33,7 +33,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserverVFS
 
 from geventdev.config import ENV_FILES
-from geventdev.paths import interpreter_prefixes
+from geventdev.paths import library_dirs
 
 Kind = Literal["restart", "refresh"]
 #: A Windows drive as WSL mounts it: /mnt/c, /mnt/d/projects...
@@ -187,7 +187,7 @@ class ChangeFilter:
         self.extra_files = frozenset(p for p in paths if p not in self.extra_dirs)
         self.exclude_patterns = tuple(exclude_patterns)
         self.include, self.exclude = tuple(include), tuple(exclude)
-        self.ignored_prefixes = interpreter_prefixes()
+        self.ignored_prefixes = library_dirs()  # geventdev.paths: the one policy
         self.own_output = output_files()
 
     def __repr__(self) -> str:
