@@ -16,6 +16,7 @@ from geventdev.app.blocking import BlockingAlarm, threshold_from_env
 from geventdev.app.loader import LoadedApp
 from geventdev.config import Config
 from geventdev.livereload import middleware as livereload
+from geventdev.livereload import sources
 from geventdev.wsgi import WSGIApp
 
 
@@ -65,7 +66,11 @@ def wrap_app(loaded: LoadedApp | None, app: WSGIApp, config: Config) -> WSGIApp:
         app = debugged(app, config)
     if config.use_livereload:  # around the debugger, so its error pages get the script too
         flask_app = loaded.app if loaded is not None and loaded.is_flask else None
-        reloader = livereload.LiveReload(app, flask_app, allow_remote=config.debugger_remote)
+        use = sources.tracker()  # from now on: what serving reads and writes, not the imports
+        use.start()
+        reloader = livereload.LiveReload(
+            app, flask_app, allow_remote=config.debugger_remote, use=use
+        )
         notify.subscribe(reloader.changed)  # the monitor's no-restart changes
         app = reloader
     threshold = threshold_from_env() if config.debug else None
