@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from geventdev import asyncviews, logs
-from geventdev.app import diagnose, notify
+from geventdev.app import diagnose, django_support, notify
 from geventdev.app.blocking import BlockingAlarm, threshold_from_env
 from geventdev.app.loader import LoadedApp
 from geventdev.config import Config
@@ -60,6 +60,8 @@ def wrap_app(loaded: LoadedApp | None, app: WSGIApp, config: Config) -> WSGIApp:
     if loaded is not None and loaded.is_flask:
         prepare_flask(loaded.app, config)
         sockio_mw = socketio_middleware(loaded.app)
+    elif loaded is not None and django_support.is_django(loaded.app):
+        app = django_support.prepare_django(app)  # static files and template resets, as runserver
     if config.use_debugger and sockio_mw is not None:
         sockio_mw.wsgi_app = debugged(sockio_mw.wsgi_app, config)
     elif config.use_debugger:
