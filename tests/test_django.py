@@ -105,29 +105,24 @@ def answers(url: str) -> list[tuple[int, str]]:
 
 
 def test_django_serves_like_runserver(
-    project: Path, tmp_path: Path, runserver: Callable[[], str]
+    project: Path, dev_server: Callable[..., DevServer], runserver: Callable[[], str]
 ) -> None:
     startproject(project)
-    env = geventdev_env()
-    del env["PYTHONDONTWRITEBYTECODE"]  # as users run it: bytecode caches on
-    argv = [sys.executable, "-m", "geventdev", "mysite.wsgi:application", "--port", "0"]
-    server = DevServer(project, tmp_path / "server-0.log", argv, env)
-    try:
-        assert server.wait_for_text("/", "home v1 world").status_code == 200
-        base_css = Path(django.__file__).parent / "contrib/admin/static/admin/css/base.css"
-        admin_css = server.get("/static/admin/css/base.css")
-        assert admin_css.status_code == 200, admin_css.text[:500]
-        assert admin_css.content == base_css.read_bytes()
-        assert server.get("/static/site.css").text == "p { color: red }\n"
-        assert server.get("/static/nope.css").status_code == 404
+    # as users run it: bytecode caches on
+    server = dev_server("mysite.wsgi:application", PYTHONDONTWRITEBYTECODE="")
+    assert server.wait_for_text("/", "home v1 world").status_code == 200
+    base_css = Path(django.__file__).parent / "contrib/admin/static/admin/css/base.css"
+    admin_css = server.get("/static/admin/css/base.css")
+    assert admin_css.status_code == 200, admin_css.text[:500]
+    assert admin_css.content == base_css.read_bytes()
+    assert server.get("/static/site.css").text == "p { color: red }\n"
+    assert server.get("/static/nope.css").status_code == 404
 
-        write(project / "templates" / "home.html", PAGE.format(version="v2"))
-        server.wait_for_text("/", "home v2 world")
-        assert "Detected change" not in server.log()  # a template is no code: no restart
-        assert answers(server.url) == answers(runserver())
-        assert "Traceback" not in server.log()
-    finally:
-        server.stop()
+    write(project / "templates" / "home.html", PAGE.format(version="v2"))
+    server.wait_for_text("/", "home v2 world")
+    assert "Detected change" not in server.log()  # a template is no code: no restart
+    assert answers(server.url) == answers(runserver())
+    assert "Traceback" not in server.log()
 
 
 def test_without_debug_static_files_are_not_served(
