@@ -3,8 +3,8 @@
 This interpreter runs the whole suite; each other available version runs a defined subset in a
 fresh virtualenv made with it, with the dependencies pip picks for that version (3.10 gets
 watchdog 6, whose typing broke ``mypy --strict``): ``mypy --strict``, the unit tier (discovery,
-live reload, the restart plan, the watcher's filter, the path policy) and a few
-end-to-end reload tests (code edit, template edit, live reload's sources, Flask's documented
+live reload, the restart plan, the watcher's filter, the path policy, in-place patching) and a few
+end-to-end reload tests (code edit, template edit, patching, live reload's sources, Flask's documented
 patterns, a project under the base prefix). A version that is not installed is skipped, and
 the skip says where we looked. Interpreters are found in pyenv's versions directory
 (``$PYENV_ROOT``, default ``~/.pyenv``), then on ``PATH`` as ``python3.X``.
@@ -35,6 +35,8 @@ SUBSET = [
     "tests/test_supervisor.py",
     "tests/test_watcher.py",
     "tests/test_paths.py",
+    "tests/test_patch.py",
+    "tests/test_patch_live.py",
     "tests/test_reload.py::test_edit_in_a_subpackage_restarts",
     "tests/test_reload.py::test_template_edit_needs_no_restart",
     "tests/test_flask_patterns.py::test_documented_patterns_serve_as_flask_serves_them",
