@@ -3,11 +3,11 @@
 This interpreter runs the whole suite; each other available version runs a defined subset in a
 fresh virtualenv made with it, with the dependencies pip picks for that version (3.10 gets
 watchdog 6, whose typing broke ``mypy --strict``): ``mypy --strict``, the unit tier (discovery,
-live reload, the restart plan, the watcher's filter, the path policy, in-place patching) and a few
-end-to-end reload tests (code edit, template edit, patching, live reload's sources, Flask's documented
-patterns, a project under the base prefix). A version that is not installed is skipped, and
-the skip says where we looked. Interpreters are found in pyenv's versions directory
-(``$PYENV_ROOT``, default ``~/.pyenv``), then on ``PATH`` as ``python3.X``.
+live reload, the restart plan, the watcher's filter, the path policy, in-place patching) and a
+few end-to-end reload tests (code edit, template edit, patching, live reload's sources, Flask's
+documented patterns, a project under the base prefix). A version that is not installed is
+skipped, and the skip says where we looked. Interpreters are found in pyenv's versions
+directory (``$PYENV_ROOT``, default ``~/.pyenv``), then on ``PATH`` as ``python3.X``.
 """
 
 from __future__ import annotations
