@@ -1,6 +1,8 @@
 """A plain WSGI callable, no framework: `geventdev examples/mysite_wsgi.py:application`.
 
-Any WSGI app works the way `mysite.wsgi:application` works for Django, Bottle or Falcon.
+Any WSGI app works the way `mysite.wsgi:application` works for Django, Bottle or Falcon. A real
+Django project gets what `manage.py runserver` adds on top (static files in DEBUG, template
+reload): see README "How the app is found" and tests/test_django.py.
 """
 
 

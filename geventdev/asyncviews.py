@@ -103,7 +103,9 @@ def async_views(app: Any) -> list[str]:
         candidates = [view]
         view_class = getattr(view, "view_class", None)
         if view_class is not None:
-            names = ["dispatch_request", *(m.lower() for m in getattr(view_class, "methods", ()))]
+            # A plain ``View`` leaves ``methods`` None (Flask's basic example): GET only.
+            methods = getattr(view_class, "methods", None) or ()
+            names = ["dispatch_request", *(m.lower() for m in methods)]
             candidates += [getattr(view_class, n, None) for n in names]
         if any(inspect.iscoroutinefunction(c) for c in candidates if c is not None):
             found.append(endpoint)

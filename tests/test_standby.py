@@ -10,7 +10,7 @@ from conftest import HELLO_APP, stays, wait_until, write
 
 import geventdev
 from geventdev.app.preload import BASELINE, preload, split_modules
-from geventdev.paths import interpreter_prefixes
+from geventdev.paths import library_dirs
 
 
 def test_a_change_activates_the_standby(project: Path, dev_server) -> None:
@@ -76,7 +76,7 @@ def test_no_standby_keeps_one_process(project: Path, dev_server) -> None:
 
 
 def test_library_modules_are_the_interpreters_only() -> None:
-    names, files = split_modules(interpreter_prefixes())
+    names, files = split_modules(library_dirs())
     assert "json" in names and "pytest" in names
     assert not any(n.startswith("geventdev") or n == "conftest" for n in names)
     assert "__main__" not in names

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
-import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -52,7 +52,7 @@ def test_classify(path: str, kind: str | None) -> None:
 
 
 def test_interpreter_trees_are_ignored() -> None:
-    assert ChangeFilter().classify(os.path.join(sys.prefix, "lib", "x.py")) is None
+    assert ChangeFilter().classify(os.path.join(sysconfig.get_paths()["stdlib"], "x.py")) is None
 
 
 def test_exclude_patterns_match_path_or_name() -> None:

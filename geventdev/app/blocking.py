@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any
 
 from geventdev import logs
-from geventdev.paths import OWN_DIR, interpreter_prefixes
+from geventdev.paths import OWN_DIR, library_dirs
 from geventdev.wsgi import WSGIApp
 
 #: Seconds the hub may stay blocked before a report; gevent's default (0.1) flags a first Jinja
@@ -34,7 +34,7 @@ FIRST_REQUEST = (
     " compiling templates, migrations) blocks once there; if it does not recur, it is harmless.\n"
 )
 #: Not the user's code: the same line the watcher and the standby draw (interpreter trees, us).
-_NOT_APP = (*interpreter_prefixes(), OWN_DIR)
+_NOT_APP = (*library_dirs(), OWN_DIR)
 
 
 def threshold_from_env(environ: Mapping[str, str] = os.environ) -> float | None:

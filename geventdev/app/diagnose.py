@@ -13,19 +13,13 @@ from __future__ import annotations
 
 import os
 import sys
-import sysconfig
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
+from geventdev.paths import layout
 from geventdev.protocol import DEBUGGER_MODULES
 
-_STDLIB = tuple(
-    os.path.join(os.path.realpath(sysconfig.get_paths()[k]), "") for k in ("stdlib", "platstdlib")
-)
-_SITE = tuple(
-    os.path.join(os.path.realpath(sysconfig.get_paths()[k]), "") for k in ("purelib", "platlib")
-)
 _SKIP_PREFIXES = ("gevent", "greenlet", "geventdev", "_pydev", "pydevd", "debugpy", "zope")
 
 
@@ -33,8 +27,7 @@ def _is_library_module(module: ModuleType) -> bool:
     path = getattr(module, "__file__", None)
     if not path:
         return True
-    real = os.path.realpath(path)
-    return real.startswith(_STDLIB) and not real.startswith(_SITE)
+    return layout().is_stdlib(os.path.realpath(path))
 
 
 def imported_before_gevent() -> list[tuple[str, ModuleType]]:

@@ -61,7 +61,7 @@ def load_app(target: str | None) -> LoadedApp:
     try:
         app: Any = _find_by_string(module, name) if name else find_best_app(module)
     except NoAppException as exc:
-        fallback = None if name else _any_wsgi_app(module)
+        fallback = None if name or _has_flask_app(module) else _any_wsgi_app(module)
         if fallback is None:
             raise NoAppError(str(exc)) from None
         app = fallback
@@ -78,6 +78,18 @@ def _import(module_name: str) -> ModuleType:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise NoAppError(f"Could not import {module_name!r}.") from None
         raise
+
+
+def _has_flask_app(module: ModuleType) -> bool:
+    """Whether Flask's discovery had something to go on: a Flask instance (several of them) or a
+    ``create_app``/``make_app`` factory (one that needs arguments, or returns no Flask app).
+    Then Flask's error is the answer, as under ``flask run``; only a module without any of them
+    falls back to a plain WSGI callable."""
+    from flask import Flask
+
+    if any(isinstance(v, Flask) for v in vars(module).values()):
+        return True
+    return any(inspect.isfunction(getattr(module, n, None)) for n in ("create_app", "make_app"))
 
 
 def _any_wsgi_app(module: ModuleType) -> WSGIApp | None:

@@ -34,7 +34,7 @@ from geventdev.app.preload import preload, split_modules  # noqa: E402
 from geventdev.app.stack import wrap_app  # noqa: E402
 from geventdev.config import Config  # noqa: E402
 from geventdev.http.server import DevServer, make_server  # noqa: E402
-from geventdev.paths import interpreter_prefixes  # noqa: E402
+from geventdev.paths import library_dirs  # noqa: E402
 from geventdev.protocol import (  # noqa: E402
     ENV_DEBUG_PIN,
     ENV_FLASK_RUN_FROM_CLI,
@@ -54,7 +54,7 @@ INTERRUPT_DRAIN = 1.0
 TERMINAL_POLL = 0.2
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
-PREFIXES = interpreter_prefixes()
+PREFIXES = library_dirs()
 #: How a ``drain`` from the monitor is carried out: a standby just exits; ``serve`` drains.
 DRAIN: list[Callable[[float], object]] = [lambda _timeout: os._exit(0)]
 #: Set in a process the app forked (``os.fork``, ``multiprocessing``): it is not ours.

@@ -34,6 +34,7 @@ import time
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from inspect import CO_OPTIMIZED
 from typing import Any
 
 import gevent
@@ -378,22 +379,50 @@ class Patcher:
             function.__code__ = code
 
 
+COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
+#: Python 3.10 has no ``co_qualname``: the names ``code_objects`` gave the code it walked.
+_QUALNAMES: dict[types.CodeType, str] = {}
+
+
+def qualname(code: types.CodeType) -> str:
+    """``code.co_qualname`` (Python 3.11+); on 3.10 the name ``code_objects`` derived."""
+    name = getattr(code, "co_qualname", None)
+    return name if isinstance(name, str) else _QUALNAMES.get(code, code.co_name)
+
+
+def nested_qualname(const: types.CodeType, parent: types.CodeType, parent_name: str) -> str:
+    """The qualified name of ``const`` defined in ``parent`` (named ``parent_name``, "" for the
+    module): what 3.11's ``co_qualname`` holds (a function's locals get ``.<locals>.``, a class
+    body's methods do not)."""
+    if sys.version_info >= (3, 11):
+        return const.co_qualname
+    if not parent_name:
+        return const.co_name
+    # a function's or lambda's locals (a class body is not optimized; CPython's compiler gives
+    # a comprehension's children no ".<locals>", compiler_set_qualname)
+    if parent.co_flags & CO_OPTIMIZED and parent.co_name not in COMPREHENSIONS:
+        return f"{parent_name}.<locals>.{const.co_name}"
+    return f"{parent_name}.{const.co_name}"
+
+
 def code_objects(code: types.CodeType) -> dict[str, types.CodeType]:
     """Every code object under a module's, by qualified name; a name used twice (lambdas, a
     property's setter) is left out, so a live function with it is never swapped and an edit to
     it is declined."""
     found: dict[str, types.CodeType] = {}
     twice: set[str] = set()
-    stack = [code]
+    stack = [(code, "")]
     while stack:
-        current = stack.pop()
+        current, current_name = stack.pop()
         for const in current.co_consts:
             if isinstance(const, types.CodeType):
-                name = const.co_qualname
+                name = nested_qualname(const, current, current_name)
+                if sys.version_info < (3, 11):
+                    _QUALNAMES[const] = name
                 if name in found:
                     twice.add(name)
                 found[name] = const
-                stack.append(const)
+                stack.append((const, name))
     for name in twice:
         del found[name]
     return found
@@ -436,7 +465,7 @@ class FilePlan:
             old = self.old_codes[name]
             nested = name + ".<locals>."
             if old in running or any(
-                c.co_filename == self.filename and c.co_qualname.startswith(nested) for c in running
+                c.co_filename == self.filename and qualname(c).startswith(nested) for c in running
             ):
                 raise Declined(f"{name}() is running right now")
             if name not in found:

@@ -11,11 +11,12 @@ import logging
 from typing import Any
 
 from geventdev import asyncviews, logs
-from geventdev.app import diagnose, notify
+from geventdev.app import diagnose, django_support, notify
 from geventdev.app.blocking import BlockingAlarm, threshold_from_env
 from geventdev.app.loader import LoadedApp
 from geventdev.config import Config
 from geventdev.livereload import middleware as livereload
+from geventdev.livereload import sources
 from geventdev.wsgi import WSGIApp
 
 
@@ -59,13 +60,19 @@ def wrap_app(loaded: LoadedApp | None, app: WSGIApp, config: Config) -> WSGIApp:
     if loaded is not None and loaded.is_flask:
         prepare_flask(loaded.app, config)
         sockio_mw = socketio_middleware(loaded.app)
+    elif loaded is not None and django_support.is_django(loaded.app):
+        app = django_support.prepare_django(app)  # static files and template resets, as runserver
     if config.use_debugger and sockio_mw is not None:
         sockio_mw.wsgi_app = debugged(sockio_mw.wsgi_app, config)
     elif config.use_debugger:
         app = debugged(app, config)
     if config.use_livereload:  # around the debugger, so its error pages get the script too
         flask_app = loaded.app if loaded is not None and loaded.is_flask else None
-        reloader = livereload.LiveReload(app, flask_app, allow_remote=config.debugger_remote)
+        use = sources.tracker()  # from now on: what serving reads and writes, not the imports
+        use.start()
+        reloader = livereload.LiveReload(
+            app, flask_app, allow_remote=config.debugger_remote, use=use
+        )
         notify.subscribe(reloader.changed)  # the monitor's no-restart changes
         app = reloader
     threshold = threshold_from_env() if config.debug else None

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from geventdev.livereload.inject import inject
+from geventdev.livereload.sources import FileUse, loaded_templates, page_sources, template_dirs
 from geventdev.net import is_loopback
 from geventdev.protocol import RESERVED_PREFIX
 from geventdev.wsgi import WSGIApp
@@ -115,9 +116,16 @@ def describe(paths: list[str], folders: list[tuple[str, str]]) -> tuple[str, lis
 class LiveReload:
     """WSGI middleware: the script in pages, the event stream and the script at ``PREFIX``."""
 
-    def __init__(self, app: WSGIApp, flask_app: Any = None, allow_remote: bool = False) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        flask_app: Any = None,
+        allow_remote: bool = False,
+        use: FileUse | None = None,
+    ) -> None:
         self.app = app
         self.flask_app = flask_app
+        self.use = use  # what this process read and wrote (``sources``); None: every change
         #: Non-loopback clients get no script and a 403 here, as from the debugger: the events
         #: name this process and the files being edited (``--debugger-remote`` opts in).
         self.allow_remote = allow_remote
@@ -126,13 +134,21 @@ class LiveReload:
 
     def changed(self, paths: list[str]) -> None:
         """From ``notify`` (the child's control-channel greenlet, which must never die here):
-        files changed that need no restart."""
+        files changed that need no restart. Only those a page is built from reach the tabs
+        (``sources``): never the data the app itself writes."""
+        folders: list[tuple[str, str]] = []
+        dirs: list[str] = []
+        templates: set[str] = set()
+        if self.flask_app is not None:
+            try:
+                folders = static_folders(self.flask_app)
+                dirs = template_dirs(self.flask_app)
+                templates = loaded_templates(self.flask_app)
+            except Exception:  # an odd url_map, blueprint or loader: decide on what we have
+                pass
+        paths = page_sources(paths, [*dirs, *(f for f, _ in folders)], templates, self.use)
         if not paths:
             return
-        try:
-            folders = static_folders(self.flask_app) if self.flask_app is not None else []
-        except Exception:  # an odd url_map or blueprint: a plain reload is always right
-            folders = []
         name, items = describe(paths, folders)
         self.broadcast.send(event(name, {"paths": items}))
 
