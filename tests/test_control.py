@@ -570,3 +570,29 @@ def test_werkzeug_debug_pin_set_by_the_user_is_the_pin(project: Path, dev_server
     server.wait_for_text("/", "hello v1")
     log = server.wait_for_log("Debugger PIN", count=2)
     assert set(re.findall(r"Debugger PIN: ([\d-]+)", log)) == {"123-456-789"}
+
+
+def test_the_503_responder_leaves_connections_to_a_starting_app_process() -> None:
+    """Once a new app process is starting (``answer(None)``), a connection that arrives while
+    the responder is still in its select() must wait in the backlog for that process: never be
+    accepted and closed (a browser then shows an empty response that does not refresh)."""
+    from geventdev.monitor.responder import FallbackResponder
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        responder = FallbackResponder(listener)
+        for _ in range(20):
+            responder.answer("the app exited")
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
+                probe.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert probe.recv(12) == b"HTTP/1.1 503"
+            responder.answer(None)  # a save: the new app process will accept from now on
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+                client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                ready = select.select([listener], [], [], 5)[0]
+                assert ready, "the connection is not in the backlog"
+                conn, _ = listener.accept()  # what the new app process does
+                with conn:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    assert client.recv(64).endswith(b"ok")

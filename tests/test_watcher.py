@@ -99,6 +99,16 @@ def test_debounce_waits_for_quiet_however_long_the_burst() -> None:
     assert len(bounce.pop_due(10.0)) == 64
 
 
+def test_a_change_without_pause_cannot_hold_a_restart_back_forever() -> None:
+    bounce = Debouncer(quiet=0.05, cap=10.0)
+    bounce.add("/p/app.py", "restart", 0.0)
+    for i in range(1, 500):  # a file written every 40 ms (less than the quiet spell), for 20 s
+        bounce.add("/p/data/state.json", "refresh", i * 0.04)
+        if bounce.pop_due(i * 0.04 + 0.02):
+            break
+    assert bounce.deadline() is None and 9.9 < i * 0.04 + 0.02 < 10.1  # out at the cap, 10 s
+
+
 def test_restart_wins_over_refresh_for_the_same_path() -> None:
     bounce = Debouncer(quiet=0.1)
     bounce.add("/p/x", "restart", 0.0)

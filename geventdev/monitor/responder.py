@@ -97,14 +97,13 @@ class FallbackResponder:
         self, selector: selectors.BaseSelector, clients: dict[socket.socket, Client]
     ) -> None:
         message = self.message
+        if message is None:  # a new app process is starting: leave it in the backlog for it
+            return
         try:
             conn, _ = self.listener.accept()
         except (BlockingIOError, InterruptedError):  # an app process took it first
             return
         except OSError:
-            return
-        if message is None:  # a new app process is starting: too late for a 503
-            conn.close()
             return
         conn.setblocking(False)
         if self.tls is not None:

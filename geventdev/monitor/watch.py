@@ -236,10 +236,13 @@ class Debouncer:
     the burst before it (a ``git checkout``, a code generator writing 20,000 files): one burst
     is one restart. The quiet spell is ``quiet`` seconds, and grows with the burst (a quarter of
     its length, up to ``max_quiet``): a burst that has run for seconds is paused by a loaded
-    machine's scheduler for longer than a keystroke burst is. Driven by the caller's clock."""
+    machine's scheduler for longer than a keystroke burst is. Driven by the caller's clock.
 
-    def __init__(self, quiet: float, max_quiet: float = 0.5) -> None:
-        self.quiet, self.max_quiet = quiet, max(quiet, max_quiet)
+    ``cap`` bounds the wait from a batch's first path: a file written without pause (a heartbeat,
+    a build tool's output in the tree) must not hold a save's restart back forever."""
+
+    def __init__(self, quiet: float, max_quiet: float = 0.5, cap: float = 10.0) -> None:
+        self.quiet, self.max_quiet, self.cap = quiet, max(quiet, max_quiet), cap
         self.pending: dict[str, Kind] = {}
         self.first = self.last = 0.0
 
@@ -253,7 +256,8 @@ class Debouncer:
     def deadline(self) -> float | None:
         if not self.pending:
             return None
-        return self.last + max(self.quiet, min(self.max_quiet, (self.last - self.first) / 4))
+        spell = max(self.quiet, min(self.max_quiet, (self.last - self.first) / 4))
+        return min(self.last + spell, self.first + self.cap)
 
     def pop_due(self, now: float) -> dict[str, Kind]:
         deadline = self.deadline()
