@@ -21,6 +21,7 @@ from geventdev.monitor.plan import (
     Signal,
     Spawn,
     Start,
+    Stop,
     Tick,
     TryPatch,
 )
@@ -211,3 +212,44 @@ def test_the_load_graph_marks_what_module_level_code_calls() -> None:
     assert "cached" in summary.decorated and "index" not in summary.decorated
     assert "create_app" in LoadGraph.build([], factories=[]).at_load
     assert "build" in LoadGraph.build([], factories=["build"]).at_load
+
+
+def test_a_patch_never_leaves_a_standby_with_the_old_copy_to_activate() -> None:
+    """Standby 2 was still importing when views.py was patched, then said it had imported it:
+    the next restart must start cold, not activate a process holding the pre-patch code."""
+    plan = serving(standby=True)
+    assert plan.step(Changes({VIEW: "restart"}), 1.0) == [TryPatch(1, (VIEW,))]
+    plan.step(ChildMessage(1, patched(True, " * Patched")), 1.01)
+    plan.step(ChildMessage(2, Message("standby", {"paths": [VIEW]})), 1.5)
+    plan.step(ChildMessage(1, Message("ready", {"pid": 1})), 1.6)
+    actions = plan.step(ChildMessage(1, patched(False, "no")), 2.0)  # nothing pending: ignored
+    assert actions == []
+    other = "/p/models.py"
+    plan.step(Changes({other: "restart"}), 3.0)
+    actions = plan.step(ChildMessage(1, patched(False, "a class attribute changed")), 3.0)
+    assert Activate(2) not in actions and Spawn(3) in actions, actions
+
+
+def test_templates_saved_with_a_patched_file_still_reach_the_app() -> None:
+    plan = serving()
+    template = "/p/templates/x.html"
+    actions = plan.step(Changes({VIEW: "restart", template: "refresh"}), 1.0)
+    assert actions == [Notify(1, (template,)), TryPatch(1, (VIEW,))]
+
+
+def test_ctrl_c_while_a_patch_is_pending_restarts_nothing() -> None:
+    plan = serving(standby=True)
+    plan.step(ChildMessage(2, Message("standby", {"paths": []})), 0.5)
+    plan.step(Changes({VIEW: "restart"}), 1.0)
+    plan.step(Stop(signal.SIGINT), 1.5)
+    late = plan.step(Tick(), 1.0 + PATCH_TIMEOUT + 0.1)
+    assert not any(isinstance(a, (Log, Activate, Spawn)) for a in late), late
+    assert plan.step(ChildMessage(1, patched(True, " * Patched")), 4.0) == []
+
+
+def test_a_standby_being_killed_is_never_activated() -> None:
+    plan = serving(standby=True)
+    plan.step(ChildMessage(2, Message("standby", {"paths": []})), 0.5)
+    plan.step(Changes({"/p/.env": "restart"}), 1.0)  # cold: standby 2 is killed, 3 spawned
+    actions = plan.step(Changes({"/p/other.txt": "restart"}), 1.05)  # before 2's exit arrives
+    assert Activate(2) not in actions, actions

@@ -160,6 +160,7 @@ class ChildState:
     preloaded: frozenset[str] = frozenset()  # project-side files a standby imported ahead
     closed: bool = False  # confirmed ("draining") that it no longer accepts connections
     failed: bool = False  # its load failed: it serves the error page
+    patched: frozenset[str] = frozenset()  # files patched in the app since this standby began
 
 
 @dataclass
@@ -204,7 +205,10 @@ class Plan:
         return [c for c in self.children.values() if c.role == "app"]
 
     def _waiting(self) -> ChildState | None:
-        return next((c for c in self.children.values() if c.role == "standby"), None)
+        """The warm standby, unless it is already being killed (its exit may not be in yet)."""
+        return next(
+            (c for c in self.children.values() if c.role == "standby" and c.kill_at is None), None
+        )
 
     def _spawn(self, now: float, standby: bool = False) -> list[Action]:
         if self.stopping:  # e.g. a standby for an app that said ready after a fatal not_found
@@ -261,7 +265,10 @@ class Plan:
             self.patching = None
         elif not cold and self._patchable(restart):
             self.patching = (self.gen, frozenset(restart), now)
-            return [TryPatch(self.gen, tuple(restart))]
+            refresh = tuple(sorted(p for p, kind in event.paths.items() if kind == "refresh"))
+            # Templates saved with the code still reach the app (Django's loader cache, tabs).
+            notify = [Notify(self.gen, refresh)] if refresh else []
+            return [*notify, TryPatch(self.gen, tuple(restart))]
         return self._restart(self._reason(restart), now, frozenset(restart), cold)
 
     def _reason(self, restart: list[str]) -> str:
@@ -286,10 +293,13 @@ class Plan:
         )
 
     def _on_patched(self, gen: int, data: dict[str, object], now: float) -> list[Action]:
-        if self.patching is None or self.patching[0] != gen:
-            return []  # answered too late: a restart is under way
+        if self.stopping or self.patching is None or self.patching[0] != gen:
+            return []  # answered too late: a restart (or the stop) is under way
         paths, self.patching = self.patching[1], None
         if data.get("ok"):
+            waiting = self._waiting()
+            if waiting is not None:  # it may have imported the old copy: never activate it so
+                waiting.patched |= paths
             return [Log(str(data.get("log", " * Patched in place")))]
         return [Log(f" * Not patched in place: {data.get('log')}"), *self._changed(paths, now)]
 
@@ -305,6 +315,8 @@ class Plan:
     def _restart(
         self, reason: str, now: float, paths: frozenset[str] = frozenset(), cold: bool = False
     ) -> list[Action]:
+        if self.stopping:  # e.g. a patch's deadline passing during Ctrl+C
+            return []
         if self.patching is not None:  # "rs" or a crash while a patch is pending
             paths, self.patching = paths | self.patching[1], None
         actions: list[Action] = [Log(reason)]
@@ -313,7 +325,8 @@ class Plan:
                 actions += self._drain(child, 0.0, now)
         self.change_at, self.announce = now, None
         waiting = self._waiting()
-        if waiting is not None and waiting.armed and not cold and not paths & waiting.preloaded:
+        stale = (paths | waiting.patched) & waiting.preloaded if waiting is not None else paths
+        if waiting is not None and waiting.armed and not cold and not stale:
             waiting.role, self.gen = "app", waiting.gen
             return [*actions, Activate(waiting.gen)]
         if waiting is not None and waiting.kill_at is None:
@@ -392,6 +405,7 @@ class Plan:
 
     def _stop_all(self, now: float) -> list[Action]:
         self.stopping = True
+        self.patching = self.announce = self.change_at = None  # no patch, restart or line now
         if not self.children:
             return [Exit(self.exit_code)]
         actions: list[Action] = []
