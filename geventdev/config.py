@@ -176,11 +176,11 @@ class Config:
         ),
     )
     patch: bool = field(
-        default=True,
+        default=False,
         metadata=_opt(
             "--patch/--no-patch",
-            help="Apply an edit inside function bodies to the running app in place, when that "
-            "is provably the same as a restart; else restart.",
+            help="Experimental: apply an edit inside function bodies to the running app in "
+            "place, when that is provably the same as a restart; else restart.",
             envvar=("GEVENTDEV_PATCH",),
         ),
     )

@@ -307,6 +307,32 @@ def test_forked_children_never_serve_nor_hold_the_port(project: Path, dev_server
                 os.kill(pid, signal.SIGKILL)
 
 
+def test_sigterm_ends_a_forked_child_and_never_runs_our_drain_there(
+    project: Path, dev_server
+) -> None:
+    """multiprocessing's terminate() is SIGTERM: a forked child must die of it, whether its hub
+    runs or it blocks outside gevent, and must not run our drain (which would close connections
+    it shares with the app process)."""
+    write(project / "app.py", value_app(0, FORKING))
+    server = dev_server("app.py", **CACHES_ON)
+    served(server, "00")
+    with requests.Session() as keep_alive:  # one connection the forked children share
+        assert keep_alive.get(server.url + "/pid", timeout=10).status_code == 200
+        forked = [
+            int(keep_alive.get(server.url + p, timeout=10).text) for p in ("/fork", "/fork-blocked")
+        ]
+        try:
+            for pid in forked:
+                os.kill(pid, signal.SIGTERM)
+            wait_until(lambda: not any(map(pid_alive, forked)), 5, "the forked children to end")
+            app_pid = keep_alive.get(server.url + "/pid", timeout=10).text
+            assert app_pid == str(server.child())  # the shared connection still works
+        finally:
+            for pid in forked:
+                if pid_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+
 # 8. A burst is one restart, however long ---------------------------------------------------------
 def test_a_long_burst_of_thousands_of_files_is_one_restart(project: Path, dev_server) -> None:
     write(project / "app.py", value_app(0))

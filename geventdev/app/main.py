@@ -85,7 +85,9 @@ def detach_forks(*fds: int) -> None:
     started: it would answer requests with its (old) code, read the monitor's messages, and keep
     the port open after geventdev exits if it blocks outside gevent. In the child, each fd now
     names the read end of a pipe nobody writes to (same number, so the inherited watchers stay
-    valid but never fire), and nothing is sent to the monitor.
+    valid but never fire), and nothing is sent to the monitor. Our stop signals are the child's
+    own again (SIGTERM ends it, as ``multiprocessing``'s ``terminate()`` expects): our drain run
+    there would close the parent's connections, which the child shares.
     """
 
     def in_child() -> None:
@@ -95,6 +97,9 @@ def detach_forks(*fds: int) -> None:
         for fd in fds:
             os.dup2(read, fd, inheritable=False)
         _fork_placeholders.extend((read, write))  # kept open: the pipe never reads EOF
+        DRAIN[0] = lambda _timeout: os._exit(0)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     os.register_at_fork(after_in_child=in_child)
 
@@ -105,26 +110,34 @@ def watch_monitor(control: socket.socket, load_now: Event) -> None:
         for message in iter_messages(control.makefile("rb")):
             if _forked:  # an app's forked child never reaches here: its fd is a silent pipe
                 return
-            if message.type == "load":
-                os.environ[ENV_PIN_FAILURES] = str(message.data.get("pin_failures", 0))
-                # Directory listings cached while waiting may predate a file just created in
-                # the same tick of the directory's mtime.
-                importlib.invalidate_caches()
-                os.environ[ENV_DEBUG_PIN] = str(message.data.get("debug_pin", ""))
-                load_now.set()
-            elif message.type == "pin_failures":
-                os.environ[ENV_PIN_FAILURES] = str(message.data.get("count", 0))
-                count, reset = int(message.data.get("count", 0)), bool(message.data.get("reset"))
-                notify.pin_failures(count, reset)
-            elif message.type == "changed":
-                notify.publish(list(message.data.get("paths", ())))
-            elif message.type == "drain":
-                gevent.spawn(DRAIN[0], float(message.data.get("timeout", 0.0)))
-            elif message.type == "patch":
-                gevent.spawn(apply_patch, control, list(message.data.get("paths", ())))
+            try:
+                handle_message(message, control, load_now)
+            except Exception:  # noqa: BLE001 - this greenlet is how the monitor reaches us
+                traceback.print_exc()
     except OSError:
         pass
     os._exit(1)
+
+
+def handle_message(message: Message, control: socket.socket, load_now: Event) -> None:
+    """One message from the monitor."""
+    if message.type == "load":
+        os.environ[ENV_PIN_FAILURES] = str(message.data.get("pin_failures", 0))
+        # Directory listings cached while waiting may predate a file just created in
+        # the same tick of the directory's mtime.
+        importlib.invalidate_caches()
+        os.environ[ENV_DEBUG_PIN] = str(message.data.get("debug_pin", ""))
+        load_now.set()
+    elif message.type == "pin_failures":
+        os.environ[ENV_PIN_FAILURES] = str(message.data.get("count", 0))
+        count, reset = int(message.data.get("count", 0)), bool(message.data.get("reset"))
+        notify.pin_failures(count, reset)
+    elif message.type == "changed":
+        notify.publish(list(message.data.get("paths", ())))
+    elif message.type == "drain":
+        gevent.spawn(DRAIN[0], float(message.data.get("timeout", 0.0)))
+    elif message.type == "patch":
+        gevent.spawn(apply_patch, control, list(message.data.get("paths", ())))
 
 
 def apply_patch(control: socket.socket, paths: list[str]) -> None:
@@ -285,7 +298,7 @@ def serve(config: Config, listener: socket.socket, control: socket.socket | None
     stopped = Event()
 
     def stop(timeout: float) -> None:
-        if server is None:  # asked to stop while still loading the app: nothing to drain
+        if server is None or _forked:  # still loading (nothing to drain), or not ours to drain
             os._exit(0)
         if server.draining:  # Ctrl+C reaches us twice (the terminal's group, and the monitor)
             return
