@@ -54,6 +54,9 @@ def test_the_flask_plugin_without_reload_still_uses_a_child(project: Path, dev_s
         (["--no-debug", "--reload"], {}, False),
         ([], {"FLASK_RUN_RELOAD": "false"}, True),
         ([], {"FLASK_RUN_RELOAD": "1"}, False),
+        # the reloader asked for in the environment: the monitor runs, so nothing may patch here
+        (["--no-debug"], {"FLASK_RUN_RELOAD": "1"}, False),
+        (["--no-debug"], {"GEVENTDEV_RELOAD": "true"}, False),
     ],
 )
 def test_wants_inline(argv: list[str], environ: dict[str, str], inline: bool) -> None:

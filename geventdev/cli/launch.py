@@ -17,12 +17,12 @@ def wants_inline(argv: list[str], environ: "os._Environ[str] | dict[str, str]") 
     ``GEVENTDEV_RELOAD=0``: the first of the two that is set wins, as in the CLI)."""
     if "--reload" in argv:
         return False
-    if "--no-reload" in argv or "--no-debug" in argv:
+    if "--no-reload" in argv:
         return True
-    for name in ("FLASK_RUN_RELOAD", "GEVENTDEV_RELOAD"):
+    for name in ("FLASK_RUN_RELOAD", "GEVENTDEV_RELOAD"):  # an explicit choice beats --no-debug
         if environ.get(name):
             return environ[name].lower() in OFF
-    return False
+    return "--no-debug" in argv
 
 
 def ensure_std_fds() -> None:
