@@ -61,10 +61,13 @@ def bind_unix_listener(path: str) -> socket.socket:
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
             raise BindError(f"Cannot serve on {path}: it exists and is not a socket.")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)  # a live server with a full backlog must not hang the start
         try:
             probe.connect(path)
-        except OSError:  # nobody listens: a stale socket file
+        except ConnectionRefusedError:  # nobody listens: a stale socket file
             os.unlink(path)
+        except OSError as exc:  # EACCES, a timeout...: maybe live, never ours to remove
+            raise BindError(f"Cannot serve on {path}: {exc.strerror or exc}.") from None
         else:
             raise BindError(f"{path} is in use by another server: stop it, or pick another path.")
         finally:

@@ -111,7 +111,7 @@ def iter_messages(stream: BinaryIO) -> Iterator[Message]:
     for line in stream:
         try:
             yield Message.decode(line)
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, TypeError, AttributeError):  # not a JSON object with "type"
             return
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import subprocess
 import sys
@@ -13,7 +14,14 @@ import pytest
 
 from geventdev.cli.main import command, make_config
 from geventdev.config import Config
-from geventdev.protocol import ENV_CONFIG, ENV_CONTROL_FD, ENV_LISTEN_FD, Handoff, Message
+from geventdev.protocol import (
+    ENV_CONFIG,
+    ENV_CONTROL_FD,
+    ENV_LISTEN_FD,
+    Handoff,
+    Message,
+    iter_messages,
+)
 
 
 def parse(*args: str) -> Config:
@@ -116,6 +124,12 @@ def test_message_round_trip() -> None:
     assert Message.decode(message.encode()) == message
     with pytest.raises(ValueError):
         Message.decode(b'{"type": "bogus"}')
+
+
+@pytest.mark.parametrize("line", [b"[]\n", b"null\n", b"3\n", b"{}\n", b"not json\n"])
+def test_a_malformed_control_line_ends_the_stream_quietly(line: bytes) -> None:
+    good = Message("ready", {"pid": 1}).encode()
+    assert list(iter_messages(io.BytesIO(good + line + good))) == [Message("ready", {"pid": 1})]
 
 
 def test_monitor_side_imports_no_gevent_and_no_flask() -> None:

@@ -5,7 +5,9 @@ with real servers is tests/test_patch_corpus.py."""
 from __future__ import annotations
 
 import signal
+import sys
 import textwrap
+import types
 
 from geventdev.app.patch import LoadGraph, skeleton, summarize
 from geventdev.monitor.plan import (
@@ -253,3 +255,48 @@ def test_a_standby_being_killed_is_never_activated() -> None:
     plan.step(Changes({"/p/.env": "restart"}), 1.0)  # cold: standby 2 is killed, 3 spawned
     actions = plan.step(Changes({"/p/other.txt": "restart"}), 1.05)  # before 2's exit arrives
     assert Activate(2) not in actions, actions
+
+
+def test_names_a_framework_calls_by_string_or_by_convention_run_at_load() -> None:
+    """Django's settings name classes in strings (MIDDLEWARE, LOGGING factories) and call
+    ``AppConfig.ready`` by name: an edit there must restart."""
+    settings = summarize('MIDDLEWARE = ["blog.middleware.Timing", "app:factory"]\n')
+    middleware = summarize(
+        textwrap.dedent(
+            """
+            class Timing:
+                def __init__(self, get_response):
+                    self.get_response = get_response
+
+            def factory():
+                return 1
+
+            class BlogConfig:
+                def ready(self):
+                    from . import signals
+            """
+        )
+    )
+    at_load = LoadGraph.build([settings, middleware], []).at_load
+    assert {"Timing", "__init__", "factory", "ready"} <= at_load
+
+
+def test_a_project_module_first_imported_after_the_load_counts_in_the_load_graph(
+    tmp_path, monkeypatch
+) -> None:
+    """Django imports ROOT_URLCONF on the first request: what its module-level code calls ran
+    in this process, so an edit of it must restart, not be patched."""
+    from geventdev.app.patch import Patcher
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "lazy_urls_mod.py").write_text("PATTERNS = build_patterns()\n")
+    patcher = Patcher({}, 0, "")
+    patcher.snapshot()  # the load graph, built from what the load imported (nothing here)
+    assert patcher.graph is not None and "build_patterns" not in patcher.graph.at_load
+    sys.modules["lazy_urls_mod"] = types.ModuleType("lazy_urls_mod")  # imported by a request
+    sys.modules["lazy_urls_mod"].__file__ = str(tmp_path / "lazy_urls_mod.py")
+    try:
+        patcher._check_late_imports()
+    finally:
+        sys.modules.pop("lazy_urls_mod", None)
+    assert "build_patterns" in patcher.graph.at_load

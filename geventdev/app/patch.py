@@ -41,6 +41,8 @@ import gevent
 from gevent.lock import Semaphore
 from greenlet import greenlet  # type: ignore[import-untyped]
 
+from geventdev.paths import layout
+
 #: Decorators that only register or describe a function and never call it while loading:
 #: Flask's (apps and blueprints) and the builtin descriptors. Matched on the last name.
 REGISTERING = frozenset(
@@ -58,7 +60,9 @@ REGISTERING = frozenset(
     }
 )  # fmt: skip
 #: Functions the loader itself calls (``flask.cli.find_best_app``) without the project naming them.
-FACTORIES = frozenset({"create_app", "make_app"})
+#: Called by the loader or by a framework while the app loads, by name (Django's
+#: ``AppConfig.ready``).
+FACTORIES = frozenset({"create_app", "make_app", "ready"})
 #: Metaclasses known to keep methods as they are; any other may copy or wrap them.
 PLAIN_METACLASSES: tuple[type, ...] = (type,)
 #: Modules whose ``__init_subclass__`` only reads method names (Flask's class-based views);
@@ -108,15 +112,30 @@ def skeleton(source: str) -> tuple[str, dict[str, list[str]]]:
     return ast.dump(tree, include_attributes=False), defs
 
 
+def _string_names(value: str) -> set[str]:
+    """What a string may name for a framework to import and call: the last part of a dotted or
+    ``module:attr`` path (``"blog.middleware.Timing"``, ``"app:create"``) or an identifier."""
+    last = value.replace(":", ".").rsplit(".", 1)[-1]
+    return {last} if last.isidentifier() else set()
+
+
+def _name_of(node: ast.AST) -> set[str]:
+    if isinstance(node, ast.Name):
+        return {node.id}
+    if isinstance(node, ast.Attribute):
+        return {node.attr}
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) < 200:
+        return _string_names(node.value)  # import_string(...), MIDDLEWARE, getattr(m, "f")
+    return set()
+
+
 def _names(nodes: Iterable[ast.AST]) -> set[str]:
-    """Every name and attribute name used in ``nodes`` (what code there may call)."""
+    """Every name, attribute name and named-looking string used in ``nodes`` (what code there
+    may call)."""
     found: set[str] = set()
     for root in nodes:
         for node in ast.walk(root):
-            if isinstance(node, ast.Name):
-                found.add(node.id)
-            elif isinstance(node, ast.Attribute):
-                found.add(node.attr)
+            found |= _name_of(node)
     return found
 
 
@@ -158,10 +177,7 @@ def summarize(source: str) -> ModuleSummary:
         item = stack.pop()
         if isinstance(item, ast.Import | ast.ImportFrom):
             continue
-        if isinstance(item, ast.Name):
-            summary.load_names.add(item.id)
-        elif isinstance(item, ast.Attribute):
-            summary.load_names.add(item.attr)
+        summary.load_names |= _name_of(item)
         stack.extend(child for child in ast.iter_child_nodes(item) if id(child) not in bodies)
     return summary
 
@@ -227,6 +243,7 @@ class Patcher:
     """The app process's record of the project as loaded, and the patching itself."""
 
     def __init__(self, modules: dict[str, types.ModuleType], load_started_ns: int, factory: str):
+        self.known = frozenset(sys.modules)  # what the load imported (and what came before)
         self.load_started_ns = load_started_ns
         self.factory = factory
         self.modules = modules  # real path -> module imported while loading the app
@@ -281,6 +298,7 @@ class Patcher:
             if self.graph is None:
                 self.snapshot()
         try:
+            self._check_late_imports()
             plans = [self._plan(os.path.realpath(p)) for p in paths]
             self._apply(plans)
         except Declined as exc:
@@ -294,6 +312,31 @@ class Patcher:
             tracked = self.tracked[plan.path]
             tracked.source, tracked.parsed = plan.new_source, plan.parsed
         return Outcome(True, f" * Patched {'; '.join(parts)} in {took} ms")
+
+    def _check_late_imports(self) -> None:
+        """A project module first imported by a request (Django imports ``ROOT_URLCONF`` lazily,
+        a view's ``from . import reports``) ran module-level code the load graph has not read:
+        read it now, so what it called counts as run at load; one that cannot be read declines."""
+        late: list[ModuleSummary] = []
+        for name, module in list(sys.modules.items()):
+            path = getattr(module, "__file__", None)
+            if name in self.known or not isinstance(path, str) or not path.endswith(".py"):
+                continue
+            real = os.path.realpath(path)
+            if not layout().is_project(real) or real in self.summaries:
+                continue
+            try:
+                with open(real, "rb") as fh:
+                    late.append(summarize(importlib.util.decode_source(fh.read())))
+            except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+                rel = os.path.relpath(path, self.cwd)
+                raise Declined(f"{rel!r} was imported after the app loaded, unreadable") from None
+            self.summaries[real] = late[-1]
+        if late:
+            self.known = frozenset(sys.modules)
+            self.graph = LoadGraph.build(
+                self.summaries.values(), [self.factory] if self.factory else []
+            )
 
     def _plan(self, path: str) -> FilePlan:
         tracked = self.tracked.get(path)

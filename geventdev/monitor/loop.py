@@ -255,6 +255,12 @@ class Monitor:
                 pass_fds=(handoff.listen_fd, handoff.control_fd),
                 env=env,
             )
+        except OSError as exc:  # out of memory or file descriptors: say so, keep the monitor
+            ours.close()
+            theirs.close()
+            self.log(f" * Could not start an app process: {exc.strerror or exc}")
+            self.events.put(ChildExited(gen, 1))
+            return
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         theirs.close()
