@@ -333,6 +333,25 @@ def test_sigterm_ends_a_forked_child_and_never_runs_our_drain_there(
                     os.kill(pid, signal.SIGKILL)
 
 
+def test_a_forked_child_never_answers_on_a_keep_alive_connection_it_inherited(
+    project: Path, dev_server
+) -> None:
+    """A connection idle at the fork is in both processes: only the app process may read the
+    next request from it (the child's hub runs: it sleeps with gevent's patched sleep)."""
+    write(project / "app.py", value_app(0, FORKING))
+    server = dev_server("app.py", **CACHES_ON)
+    served(server, "00")
+    with requests.Session() as idle, requests.Session() as other:
+        app_pid = idle.get(server.url + "/pid", timeout=10).text  # now idle, kept alive
+        child = int(other.get(server.url + "/fork", timeout=10).text)
+        try:
+            answers = {idle.get(server.url + "/pid", timeout=10).text for _ in range(30)}
+        finally:
+            if pid_alive(child):
+                os.kill(child, signal.SIGKILL)
+    assert answers == {app_pid}
+
+
 # 8. A burst is one restart, however long ---------------------------------------------------------
 def test_a_long_burst_of_thousands_of_files_is_one_restart(project: Path, dev_server) -> None:
     write(project / "app.py", value_app(0))

@@ -60,6 +60,8 @@ DRAIN: list[Callable[[float], object]] = [lambda _timeout: os._exit(0)]
 #: Set in a process the app forked (``os.fork``, ``multiprocessing``): it is not ours.
 _forked = False
 _fork_placeholders: list[int] = []
+#: The server this process runs, once it serves (a forked child detaches from its connections).
+SERVING: list[DevServer] = []
 
 
 def set_name(name: bytes) -> None:
@@ -97,6 +99,8 @@ def detach_forks(*fds: int) -> None:
         for fd in fds:
             os.dup2(read, fd, inheritable=False)
         _fork_placeholders.extend((read, write))  # kept open: the pipe never reads EOF
+        for server in SERVING:  # and the client connections it shares with us
+            server.detach_connections(read)
         DRAIN[0] = lambda _timeout: os._exit(0)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -319,6 +323,7 @@ def serve(config: Config, listener: socket.socket, control: socket.socket | None
     started = make_server(listener, app, config)
     started.start()
     server = started
+    SERVING[:] = [started]
     send(control, Message("ready", {"pid": os.getpid(), "import_ms": import_ms}))
     gevent.spawn_later(0.1, patch.prepare)  # read the sources once serving has started
     if control is not None and sys.stdin is not None and sys.stdin.isatty():

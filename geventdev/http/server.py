@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import ssl
 import sys
@@ -308,6 +309,16 @@ class DevServer(WSGIServer):  # type: ignore[misc]
             return None
         tls_socket.settimeout(None)
         return self.handle(tls_socket, address)
+
+    def detach_connections(self, placeholder: int) -> None:
+        """In a process the app forked: make every client connection's descriptor ``placeholder``
+        (a pipe nobody writes to), so the copies of our handlers there never read a request
+        from, nor write a response into, a connection this server shares with it."""
+        for handler in (*self.idle, *self.active):
+            sock = getattr(handler, "socket", None)
+            fileno = sock.fileno() if sock is not None else -1
+            if fileno >= 0:
+                os.dup2(placeholder, fileno, inheritable=False)
 
     def drain(self, timeout: float, closed: Callable[[], None] | None = None) -> None:
         """Stop accepting, call ``closed`` (the monitor is told), and let requests in flight
