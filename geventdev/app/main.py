@@ -92,6 +92,16 @@ def detach_forks(*fds: int) -> None:
     there would close the parent's connections, which the child shares.
     """
 
+    masks: list[set[int | signal.Signals]] = []
+
+    def before() -> None:
+        # A stop signal sent to the child the moment it exists must wait until its handlers
+        # are the defaults again (below): caught by ours in between, it would be lost.
+        masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT}))
+
+    def in_parent() -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, masks.pop())
+
     def in_child() -> None:
         global _forked
         _forked = True
@@ -104,8 +114,9 @@ def detach_forks(*fds: int) -> None:
         DRAIN[0] = lambda _timeout: os._exit(0)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, masks.pop())
 
-    os.register_at_fork(after_in_child=in_child)
+    os.register_at_fork(before=before, after_in_parent=in_parent, after_in_child=in_child)
 
 
 def watch_monitor(control: socket.socket, load_now: Event) -> None:

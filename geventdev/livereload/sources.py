@@ -26,6 +26,7 @@ import builtins
 import functools
 import io
 import os
+import pathlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -138,6 +139,9 @@ def tracker() -> FileUse:
         use = FileUse()
         opener = _wrapped(use, builtins.open, "open", _opened)
         builtins.open = io.open = opener  # the same function: pathlib calls io.open
+        accessor = getattr(pathlib, "_NormalAccessor", None)  # Python 3.10's pathlib kept its
+        if accessor is not None and hasattr(accessor, "open"):  # own reference to io.open
+            accessor.open = staticmethod(opener)
         os.open = _wrapped(use, os.open, "open", _os_opened)
         for name in ("rename", "replace"):
             setattr(os, name, _wrapped(use, getattr(os, name), "os.rename", _renamed))
