@@ -35,19 +35,13 @@ from conftest import (
     wait_until,
     write,
 )
+from test_config_cli import parse
 from test_logging import unix_get
 
 from geventdev.cli.banner import banner, wildcard_addresses
 from geventdev.cli.launch import wants_inline
-from geventdev.cli.main import command, make_config
 from geventdev.config import Config
 from geventdev.monitor.watch import ChangeFilter, polling_reason
-
-
-def parse(*args: str) -> Config:
-    ctx = command.make_context("geventdev", list(args))
-    params = dict(ctx.params)
-    return make_config(params.pop("target"), params)
 
 
 @pytest.fixture
