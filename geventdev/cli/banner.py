@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from importlib.metadata import PackageNotFoundError, version
 from typing import TextIO
 
 from geventdev.config import Config
+from geventdev.logs import color_allowed
 from geventdev.net import is_local_host, is_loopback
 
 
 def colour(text: str, code: str, out: TextIO) -> str:
-    if not out.isatty() or "NO_COLOR" in os.environ:
+    if not color_allowed(out):
         return text
     return f"\x1b[{code}m{text}\x1b[0m"
 
