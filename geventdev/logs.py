@@ -86,9 +86,20 @@ def plain_stream(log: logging.Logger) -> TextIO | None:
     if len(handlers) != 1 or log.filters or (log.propagate and logging.root.handlers):
         return None
     handler = handlers[0]
-    if type(handler) is not _StderrHandler or handler.filters or handler.level > logging.INFO:
+    if handler.filters or handler.level > logging.INFO:
         return None
-    return handler.stream if handler.fixed else sys.stderr
+    if type(handler) is _StderrHandler:
+        return handler.stream if handler.fixed else sys.stderr
+    # werkzeug's own: its debugger logs " * Debugger is active!" at start-up, which gives the
+    # werkzeug logger its StreamHandler subclass (werkzeug._internal._log, _ColorStreamHandler)
+    # before we add ours. Any StreamHandler that emits and formats as the stdlib's does, with
+    # the bare message, writes exactly the line itself.
+    kind, formatter = type(handler), handler.formatter
+    plain = formatter is None or getattr(formatter, "_fmt", None) == "%(message)s"
+    stdlib = kind.emit is logging.StreamHandler.emit and kind.format is logging.Handler.format
+    if isinstance(handler, logging.StreamHandler) and stdlib and plain:
+        return handler.stream  # type: ignore[no-any-return]
+    return None
 
 
 def load_config(path: str) -> None:
