@@ -104,3 +104,37 @@ def layout() -> Layout:
 def library_dirs() -> tuple[str, ...]:
     """The interpreter's code directories, each with a trailing separator (for ``startswith``)."""
     return layout().library
+
+
+#: File names an import can find (a package or namespace directory has no suffix at all).
+IMPORTABLE_SUFFIXES = (".py", ".pyc", ".pyw", ".so", ".pyd")
+
+
+def path_forms(path: str) -> set[str]:
+    """A path as either side may name it: absolute, and with symlinks resolved."""
+    return {os.path.abspath(path), os.path.realpath(path)}
+
+
+def standby_stale(
+    changed: Iterable[str], touched: Iterable[str], listed: Iterable[str], names: Iterable[str]
+) -> bool:
+    """Whether a standby that loaded part of the project (``app.gate``) must not serve after
+    ``changed``: it read a changed file (``touched``), or a change adds a name an import could
+    find in a directory it searched (``listed``, whose importable entries were ``names``): a
+    module or package created or renamed there after the search found it missing. Pure: the
+    monitor decides with it before activating, the standby again when activated."""
+    touched, listed, names = set(touched), set(listed), set(names)
+    for path in changed:
+        if path_forms(path) & touched:
+            return True
+        current = os.path.abspath(path)
+        leaf = True
+        while True:
+            parent = os.path.dirname(current)
+            if parent == current:
+                break
+            findable = not leaf or current.endswith(IMPORTABLE_SUFFIXES)
+            if parent in listed and findable and current not in names:
+                return True
+            current, leaf = parent, False
+    return False

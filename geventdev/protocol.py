@@ -3,7 +3,7 @@
 The monitor hands each child two inherited file descriptors (``pass_fds``): the listening socket
 and one end of a ``socketpair`` used as the control channel. Messages on it are JSON lines both
 ways: the child reports (ready, watch, load_error, standby, restart, pin_failures, draining,
-debug_pin, patched), the monitor sends ``load`` to a standby, ``changed`` paths, ``drain``,
+debug_pin, patched, stale), the monitor sends ``load`` to a standby, ``changed`` paths, ``drain``,
 ``pin_failures`` and ``patch`` paths; the channel hitting EOF tells the child that the monitor is
 gone. Signals are left to the user (and to the app, which may install its own SIGTERM handler): a
 restart never sends one. Stdlib only: both sides import this module, the child before gevent has
@@ -34,6 +34,9 @@ ENV_MONITOR_PID = "GEVENTDEV_MONITOR_PID"
 ENV_STANDBY = "GEVENTDEV_WARM_STANDBY"
 #: Space-separated module names a standby imports ahead (what the last app process used).
 ENV_PRELOAD = "GEVENTDEV_PRELOAD"
+#: JSON list of the files changed most recently: a standby loads the project up to the first
+#: of them it meets (``app.gate``).
+ENV_HOT = "GEVENTDEV_HOT_FILES"
 #: Stays set in the child for the app to see (``geventdev.is_running_from_reloader``).
 ENV_CHILD = "GEVENTDEV_CHILD"
 
@@ -62,6 +65,7 @@ MessageType = Literal[
     "debug_pin",
     "patch",
     "patched",
+    "stale",
 ]
 #: ``not_found``: the target names no module or no app (a usage error: the monitor exits at the
 #: first start). ``exception``: the user's code raised while loading (served as an error page).
@@ -78,9 +82,12 @@ class Message:
     ``ready``: serving; ``pid``, ``import_ms`` (loading the app). ``load_error``: ``kind``,
     ``error`` (one line) and ``paths`` (files in the traceback, to keep watching). ``watch``:
     ``paths`` of imported modules (and ``modules``: library module names, for the standby).
-    ``restart``: the user typed "rs" in the terminal. ``standby``: a warm standby is ready to
-    load the app; ``paths`` of the project-side files it imported ahead. The monitor sends
-    ``load`` (to a standby: load the app and serve now; ``pin_failures``) and ``changed``
+    ``restart``: the user typed "rs" in the terminal. ``standby``: a warm standby is paused in
+    its load (``app.gate``): ``paths`` of the project-side files it read so far, ``listed``
+    project directories it searched and ``names``, their importable entries then. The monitor
+    sends ``load`` (to a standby: go on loading and serve now; ``paths`` changed since it
+    started, ``pin_failures``); a standby that a change in ``paths`` hit answers ``stale`` and
+    exits (the monitor starts a cold process instead); and ``changed``
     (``paths`` changed that need no restart: templates, static files; for live reload).
     ``pin_failures``: the debugger's failed PIN count (``count``), kept across restarts.
     The monitor sends ``drain`` (``timeout``: stop accepting, finish the requests in flight
@@ -125,6 +132,7 @@ class Handoff:
     monitor_pid: int
     standby: bool = False
     preload: tuple[str, ...] = ()
+    hot: tuple[str, ...] = ()
 
     def to_environ(self) -> dict[str, str]:
         return {
@@ -134,6 +142,7 @@ class Handoff:
             ENV_MONITOR_PID: str(self.monitor_pid),
             ENV_STANDBY: "1" if self.standby else "",
             ENV_PRELOAD: " ".join(self.preload),
+            ENV_HOT: json.dumps(list(self.hot)),
             ENV_CHILD: "1",
             ENV_WERKZEUG_RUN_MAIN: "true",
             ENV_FLASK_RUN_FROM_CLI: "true",
@@ -151,6 +160,7 @@ class Handoff:
                 monitor_pid=int(environ.pop(ENV_MONITOR_PID)),
                 standby=environ.pop(ENV_STANDBY, "") == "1",
                 preload=tuple(environ.pop(ENV_PRELOAD, "").split()),
+                hot=tuple(json.loads(environ.pop(ENV_HOT, "") or "[]")),
             )
         except KeyError as exc:
             raise SystemExit(

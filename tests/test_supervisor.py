@@ -223,22 +223,76 @@ def with_standby(now: float = 0.0) -> Plan:
 def test_a_change_activates_the_armed_standby() -> None:
     plan = with_standby()
     actions = plan.step(Changes({"/p/app.py": "restart"}), 1.0)
-    assert actions == [Log(" * Detected change in 'app.py', restarting"), Activate(2)]
+    assert actions == [
+        Log(" * Detected change in 'app.py', restarting"),
+        Activate(2, ("/p/app.py",)),
+    ]
     assert plan.step(ChildMessage(2, Message("ready", {"import_ms": 30})), 1.05) == [
         Drain(1, 5.0),
-        Spawn(3, standby=True),
+        Spawn(3, standby=True, hot=("/p/app.py",)),  # the next one stops before app.py
     ]
     assert plan.step(ChildMessage(1, DRAINING), 1.06) == [
         Log(" * Restarted in 60 ms (import 30 ms)")
     ]
 
 
-def test_a_standby_that_is_not_armed_yet_is_replaced_by_a_cold_start() -> None:
+def test_a_standby_not_paused_yet_is_activated_and_checks_itself() -> None:
+    """It is still importing: only it knows what it will have read by its gate. A ``stale``
+    answer (it had read a changed file) starts a cold process at once; it exits by itself."""
     plan = Plan(graceful_timeout=5.0, standby=True, cwd="/p")
     plan.step(Start(), 0.0)
     plan.step(ChildMessage(1, READY), 0.0)
     actions = plan.step(Changes({"/p/app.py": "restart"}), 0.1)
-    assert actions[1:] == [Signal(2, signal.SIGKILL), Spawn(3)]
+    assert actions[1:] == [Activate(2, ("/p/app.py",))]
+    assert plan.step(ChildMessage(2, Message("stale", {})), 0.3) == [Spawn(3)]
+    assert plan.step(ChildMessage(3, READY), 0.6) == [
+        Drain(1, 5.0),
+        Spawn(4, standby=True, hot=("/p/app.py",)),
+    ]
+    assert plan.step(ChildExited(2, 0), 0.61) == []  # the stale one: no "App exited" line
+    assert plan.step(ChildMessage(1, DRAINING), 0.62) == [Log(" * Restarted in 520 ms")]
+
+
+def test_the_standby_stops_before_the_files_edited_last() -> None:
+    plan = with_standby()
+    for i, path in enumerate(["/p/a.py", "/p/b.py", "/p/a.py", "/p/c.py", "/p/d.py", "/p/e.py"]):
+        plan.step(Changes({path: "restart", "/p/t.html": "refresh"}), 1.0 + i)
+    assert plan.recent == ("/p/e.py", "/p/d.py", "/p/c.py", "/p/a.py")
+
+
+def test_a_standby_that_searched_a_directory_is_stale_when_a_module_appears_there() -> None:
+    """``try: import local_settings`` found nothing while the standby loaded; the file is
+    created: activating it would serve without it (a cold start imports it)."""
+    plan = with_standby()
+    names = ["/p/app.py", "/p/templates"]  # a directory's every entry an import could find
+    listing = {"paths": ["/p/app.py"], "listed": ["/p", "/p/pkg"], "names": names}
+    plan.step(ChildMessage(2, Message("standby", listing)), 0.5)
+    for path, stale in [
+        ("/p/local_settings.py", True),  # a new module where it searched
+        ("/p/pkg/new/__init__.py", True),  # a new package there
+        ("/p/app.py", True),  # read
+        ("/p/4913", False),  # an editor's probe file: not importable
+        ("/p/templates/x.html", False),  # not searched, not read
+        ("/p/uploads/x.png", True),  # a new directory where it searched: could be a package
+        ("/elsewhere/x.py", False),
+    ]:
+        assert plan.children[2].stale(frozenset({path})) is stale, path
+
+
+def test_a_standby_that_read_a_refreshed_file_is_replaced_at_once() -> None:
+    """A file it read while loading (a template rendered at import, data) changed without a
+    restart: it would be refused at the next one, so a fresh standby starts now."""
+    plan = with_standby()
+    data = "/p/data/config.yaml"
+    report = {"paths": [data], "listed": [], "names": []}
+    plan.step(ChildMessage(2, Message("standby", report)), 0.5)
+    actions = plan.step(Changes({data: "refresh"}), 1.0)
+    assert actions == [Notify(1, (data,)), Signal(2, signal.SIGKILL), Spawn(3, standby=True)]
+    plan.step(ChildMessage(3, Message("standby", report)), 2.0)
+    assert plan.step(Changes({data: "refresh"}), 3.0) == [Notify(1, (data,))]  # not again yet
+    actions = plan.step(Changes({"/p/views.py": "restart"}), 4.0)
+    assert not any(isinstance(a, Activate) for a in actions)  # refused: it read the old data
+    assert actions[-2:] == [Signal(3, signal.SIGKILL), Spawn(4)]
 
 
 def test_changes_to_what_the_standby_imported_restart_cold() -> None:

@@ -9,6 +9,7 @@ monkey.patch_all()
 
 import ctypes  # noqa: E402
 import importlib  # noqa: E402
+import io  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -16,13 +17,15 @@ import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from typing import NoReturn  # noqa: E402
 
 import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
 from gevent.socket import wait_read  # noqa: E402
 
 from geventdev import logs  # noqa: E402
-from geventdev.app import bytecode, notify, patch  # noqa: E402
+from geventdev.app import bytecode, notify, patch, routing  # noqa: E402
+from geventdev.app.gate import Gate  # noqa: E402
 from geventdev.app.loader import (  # noqa: E402
     LoadedApp,
     NoAppError,
@@ -62,6 +65,8 @@ _forked = False
 _fork_placeholders: list[int] = []
 #: The server this process runs, once it serves (a forked child detaches from its connections).
 SERVING: list[DevServer] = []
+#: A standby's gate while it loads the project ahead (``app.gate``); ``load`` releases it.
+GATE: list[Gate] = []
 
 
 def set_name(name: bytes) -> None:
@@ -142,6 +147,8 @@ def handle_message(message: Message, control: socket.socket, load_now: Event) ->
         # the same tick of the directory's mtime.
         importlib.invalidate_caches()
         os.environ[ENV_DEBUG_PIN] = str(message.data.get("debug_pin", ""))
+        for gate in GATE:
+            gate.release(message.data.get("paths", ()))
         load_now.set()
     elif message.type == "pin_failures":
         os.environ[ENV_PIN_FAILURES] = str(message.data.get("count", 0))
@@ -238,11 +245,18 @@ def report_inline(message: Message) -> None:
     logs.say(f" * App failed to load: {error}; fix it and restart")
 
 
-def load(config: Config, control: socket.socket | None) -> tuple[LoadedApp | None, WSGIApp]:
-    """Load and wrap the app; a failure becomes an app that shows it, and the monitor is told."""
+def load(
+    config: Config, control: socket.socket | None, gate: Gate | None = None
+) -> tuple[LoadedApp | None, WSGIApp]:
+    """Load and wrap the app; a failure becomes an app that shows it, and the monitor is told.
+    A standby's ``gate`` holds the load (at a hot file, else here) until it is activated."""
     before, load_started_ns = set(sys.modules), time.time_ns()  # for in-place patches
     try:
-        loaded = load_app(config.app)
+        try:
+            loaded = load_app(config.app)
+        finally:
+            if gate is not None:
+                gate.finish()
     except NoAppError as exc:
         # A usage error, not a code error: a plain page, no debugger (and no PIN banner).
         send(control, Message("load_error", {"kind": "not_found", "error": str(exc), "paths": []}))
@@ -278,18 +292,40 @@ def main() -> None:
     load_now = Event()
     gevent.spawn(watch_monitor, control, load_now)
     notify.connect(lambda kind, data: send(control, Message(kind, data)))  # type: ignore[arg-type]
-    if handoff.standby:  # import the libraries now, the project when a change comes
-        # Nothing to drain yet: a stop (Ctrl+C reaches the whole group) just exits.
-        early = [gevent.signal_handler(s, os._exit, 0) for s in (signal.SIGINT, signal.SIGTERM)]
+    gate = None
+    if handoff.standby:  # import the libraries now, then the project up to a hot file
+        # Nothing to drain yet: a stop (Ctrl+C reaches the whole group) just exits. Plain
+        # handlers: gevent's run in its loop, and a standby frozen at its gate runs none.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda _n, _f: os._exit(0))
         accept_interrupts()
         preload(list(handoff.preload))
-        send(control, Message("standby", {"paths": split_modules(PREFIXES)[1]}))
-        set_name(b"geventdev-wait")  # armed: ps shows it waiting, tests wait for this
-        load_now.wait()
-        for handler in early:
-            handler.cancel()
-    serve(config, listener, control)
+        gate = standby_gate(handoff, control, load_now)
+        gate.start(split_modules(PREFIXES)[1])
+    serve(config, listener, control, gate)
     exit_now()
+
+
+def standby_gate(handoff: Handoff, control: socket.socket, load_now: Event) -> Gate:
+    """The gate a standby loads the project through (``app.gate``), wired to the channel."""
+
+    def handle_line(line: bytes) -> None:
+        for message in iter_messages(io.BytesIO(line)):
+            if message.type == "drain":  # frozen: no greenlet would run the drain
+                os._exit(0)
+            handle_message(message, control, load_now)
+
+    def armed(report: dict[str, list[str]]) -> None:
+        send(control, Message("standby", dict(report)))
+        set_name(b"geventdev-wait")  # armed: ps shows it waiting, tests wait for this
+
+    def on_stale() -> NoReturn:
+        send(control, Message("stale", {}))
+        os._exit(0)
+
+    gate = Gate(control.fileno(), handoff.hot, PREFIXES, handle_line, armed, on_stale)
+    GATE[:] = [gate]
+    return gate
 
 
 def serve_inline(config: Config, listener: socket.socket) -> int:
@@ -302,8 +338,14 @@ def serve_inline(config: Config, listener: socket.socket) -> int:
     return 0
 
 
-def serve(config: Config, listener: socket.socket, control: socket.socket | None) -> None:
-    """Load the app, serve it, and return once a signal has drained the server."""
+def serve(
+    config: Config,
+    listener: socket.socket,
+    control: socket.socket | None,
+    gate: Gate | None = None,
+) -> None:
+    """Load the app, serve it, and return once a signal has drained the server. A standby
+    (``gate``) starts here too, and waits inside the load until it is activated."""
     os.environ["FLASK_DEBUG"] = "1" if config.debug else "0"  # before the app (factories) load
     try:  # before the app loads, so the app's own logging set-up wins (as under flask run)
         logs.setup(config.log_config, config.log_level)
@@ -323,13 +365,21 @@ def serve(config: Config, listener: socket.socket, control: socket.socket | None
 
     DRAIN[0] = stop  # a restart: the monitor says "drain" (the app may own SIGTERM)
 
-    gevent.signal_handler(signal.SIGTERM, gevent.spawn, stop, config.graceful_timeout)
-    interrupt = min(INTERRUPT_DRAIN, config.graceful_timeout)
-    gevent.signal_handler(signal.SIGINT, gevent.spawn, stop, interrupt)
-    accept_interrupts()
-    set_name(b"geventdev-app")
+    def stop_on_signals() -> None:
+        gevent.signal_handler(signal.SIGTERM, gevent.spawn, stop, config.graceful_timeout)
+        interrupt = min(INTERRUPT_DRAIN, config.graceful_timeout)
+        gevent.signal_handler(signal.SIGINT, gevent.spawn, stop, interrupt)
+        accept_interrupts()
+        set_name(b"geventdev-app")
+
+    if gate is None:
+        stop_on_signals()
+    routing.install()  # URL builders made on first use: ~90 % of registering a blueprint
     loading = time.perf_counter()
-    loaded, app = load(config, control)
+    loaded, app = load(config, control, gate)
+    if gate is not None:  # timed from the activation; the stop handlers are gevent's now
+        loading = gate.released_at or loading
+        stop_on_signals()
     import_ms = round((time.perf_counter() - loading) * 1000)
     started = make_server(listener, app, config)
     started.start()

@@ -201,10 +201,10 @@ class Monitor:
                 self.fallback.answer(None)  # requests wait in the backlog for the new process
                 self.stdin.active.clear()
             if isinstance(action, Spawn):
-                self.spawn(action.gen, action.standby)
+                self.spawn(action.gen, action.standby, action.hot)
             elif isinstance(action, Activate):
                 load = {"pin_failures": self.pin_failures, "debug_pin": self.debug_pin}
-                self.send(action.gen, Message("load", load))
+                self.send(action.gen, Message("load", {**load, "paths": list(action.paths)}))
             elif isinstance(action, Drain):
                 self.send(action.gen, Message("drain", {"timeout": action.timeout}))
             elif isinstance(action, Notify):
@@ -225,7 +225,7 @@ class Monitor:
             elif isinstance(action, Exit):
                 self.exit_code = action.code
 
-    def spawn(self, gen: int, standby: bool = False) -> None:
+    def spawn(self, gen: int, standby: bool = False, hot: tuple[str, ...] = ()) -> None:
         ours, theirs = socket.socketpair()
         handoff = Handoff(
             listen_fd=self.listener.fileno(),
@@ -234,6 +234,7 @@ class Monitor:
             monitor_pid=os.getpid(),
             standby=standby,
             preload=self.preload,
+            hot=hot,
         )
         env = {
             **debugger_env(self.environ),  # GEVENT_SUPPORT=True when an IDE debugger is loaded

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from geventdev.config import ENV_FILES
+from geventdev.paths import standby_stale
 from geventdev.protocol import Message
 
 
@@ -72,17 +73,21 @@ Event = Start | Changes | Restart | ChildMessage | ChildExited | Stop | Tick
 # Actions ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Spawn:
-    """Start an app process; a ``standby`` one imports libraries, then waits for ``Activate``."""
+    """Start an app process; a ``standby`` one imports libraries, then loads the project up to
+    the first ``hot`` file it meets (``app.gate``), and waits for ``Activate``."""
 
     gen: int
     standby: bool = False
+    hot: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Activate:
-    """Tell a warm standby to load the app and serve now."""
+    """Tell a warm standby to load the rest of the app and serve now; ``paths`` changed since
+    it started (it refuses, ``stale``, if it had read one)."""
 
     gen: int
+    paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,11 @@ KILL_GRACE = 1.0
 INF = float("inf")  # a kill_at that has fired
 #: An app process that has not answered a ``patch`` by then is restarted (pdb may hold it).
 PATCH_TIMEOUT = 2.0
+#: The standby pauses before the first of this many most recently edited files it meets.
+HOT_FILES = 4
+#: A standby a change made stale is replaced at most this often (an app rewriting a file the
+#: project reads at import would otherwise keep a core busy); else it is replaced on restart.
+RESPAWN_INTERVAL = 5.0
 
 
 @dataclass
@@ -156,11 +166,18 @@ class ChildState:
     role: Literal["app", "standby"] = "app"
     ready: bool = False
     kill_at: float | None = None
-    armed: bool = False  # a standby that has imported its libraries and waits for Activate
-    preloaded: frozenset[str] = frozenset()  # project-side files a standby imported ahead
+    armed: bool = False  # a standby paused in its load (``app.gate``), waiting for Activate
+    preloaded: frozenset[str] = frozenset()  # project-side files a standby read ahead
+    listed: frozenset[str] = frozenset()  # project directories its imports searched
+    names: frozenset[str] = frozenset()  # their importable entries when searched
     closed: bool = False  # confirmed ("draining") that it no longer accepts connections
     failed: bool = False  # its load failed: it serves the error page
-    patched: frozenset[str] = frozenset()  # files patched in the app since this standby began
+    changed: frozenset[str] = frozenset()  # every path changed since this standby began
+
+    def stale(self, paths: frozenset[str] = frozenset()) -> bool:
+        """Whether this armed standby read (or searched for) a path changed since it began."""
+        changed = self.changed | paths
+        return self.armed and standby_stale(changed, self.preloaded, self.listed, self.names)
 
 
 @dataclass
@@ -189,6 +206,8 @@ class Plan:
     announce: tuple[int, str, float] | None = None
     patch: bool = False  # try an in-place patch of .py edits before restarting
     patching: tuple[int, frozenset[str], float] | None = None  # (gen, paths, asked at)
+    recent: tuple[str, ...] = ()  # .py files edited, most recent first (a standby's hot files)
+    respawned_at: float = -INF  # when a stale standby was last replaced
 
     def step(self, event: Event, now: float) -> list[Action]:
         handler = getattr(self, f"_on_{type(event).__name__.lower()}")
@@ -219,7 +238,8 @@ class Plan:
         )
         if not standby:
             self.gen = self.last_gen
-        return [Spawn(self.last_gen, standby=standby)]
+            return [Spawn(self.last_gen)]
+        return [Spawn(self.last_gen, standby=True, hot=self.recent)]
 
     def _stop(self, child: ChildState, signum: int, timeout: float, now: float) -> list[Action]:
         if child.kill_at is not None:
@@ -253,11 +273,17 @@ class Plan:
         restart = sorted(p for p, kind in event.paths.items() if kind == "restart")
         if self.stopping:
             return []
+        waiting = self._waiting()
+        if waiting is not None:
+            waiting.changed |= frozenset(event.paths)
+        edited = [p for p in restart if p.endswith(".py")]
+        self.recent = tuple(dict.fromkeys([*edited, *self.recent]))[:HOT_FILES]
         if not restart or not self.reload:
             refresh = tuple(sorted(p for p, kind in event.paths.items() if kind == "refresh"))
             current = self.children.get(self.gen)
             serving = current is not None and current.ready and current.kill_at is None
-            return [Notify(self.gen, refresh)] if refresh and serving else []
+            actions: list[Action] = [Notify(self.gen, refresh)] if refresh and serving else []
+            return actions + self._replace_stale_standby(now)
         # Env files always restart cold: a standby's environment was fixed when it started.
         cold = any(p in self.cold_files or os.path.basename(p) in ENV_FILES for p in restart)
         if self.patching is not None:  # a change while a patch is pending: restart for both
@@ -296,11 +322,9 @@ class Plan:
         if self.stopping or self.patching is None or self.patching[0] != gen:
             return []  # answered too late: a restart (or the stop) is under way
         paths, self.patching = self.patching[1], None
-        if data.get("ok"):
-            waiting = self._waiting()
-            if waiting is not None:  # it may have imported the old copy: never activate it so
-                waiting.patched |= paths
-            return [Log(str(data.get("log", " * Patched in place")))]
+        if data.get("ok"):  # a standby that read the old copy is stale (``changed`` has it)
+            line = Log(str(data.get("log", " * Patched in place")))
+            return [line, *self._replace_stale_standby(now)]
         return [Log(f" * Not patched in place: {data.get('log')}"), *self._changed(paths, now)]
 
     def _changed(self, paths: frozenset[str], now: float) -> list[Action]:
@@ -325,10 +349,10 @@ class Plan:
                 actions += self._drain(child, 0.0, now)
         self.change_at, self.announce = now, None
         waiting = self._waiting()
-        stale = (paths | waiting.patched) & waiting.preloaded if waiting is not None else paths
-        if waiting is not None and waiting.armed and not cold and not stale:
+        # A standby not paused yet is activated too: it checks what it read itself (``stale``).
+        if waiting is not None and not cold and not waiting.stale(paths):
             waiting.role, self.gen = "app", waiting.gen
-            return [*actions, Activate(waiting.gen)]
+            return [*actions, Activate(waiting.gen, tuple(sorted(waiting.changed | paths)))]
         if waiting is not None and waiting.kill_at is None:
             # What it imported ahead may be stale: start cold. It holds no request and none of
             # the app's code, and may still be importing (deaf to the control channel): kill it
@@ -349,7 +373,11 @@ class Plan:
             return self._on_patched(event.gen, msg.data, now)
         if msg.type == "standby":
             child.armed, child.preloaded = True, frozenset(msg.data.get("paths", ()))
-            return []
+            child.listed = frozenset(msg.data.get("listed", ()))
+            child.names = frozenset(msg.data.get("names", ()))
+            return self._replace_stale_standby(now) if child.role == "standby" else []
+        if msg.type == "stale":
+            return self._on_stale(child, now)
         if msg.type == "draining":
             child.closed = True
             return self._announce(now)
@@ -361,6 +389,28 @@ class Plan:
             failed = Log(f" * App failed to load: {msg.data.get('error')}; waiting for a change")
             return [failed, Watch(tuple(msg.data.get("paths", ())))]
         return self._on_ready(child, msg.data, now) if msg.type == "ready" else []
+
+    def _replace_stale_standby(self, now: float) -> list[Action]:
+        """A waiting standby that read a file changed since (a template, data, a patched
+        module) would have to be refused at the next restart: start a fresh one now."""
+        waiting = self._waiting()
+        if waiting is None or not waiting.stale() or now - self.respawned_at < RESPAWN_INTERVAL:
+            return []
+        current = self.children.get(self.gen)
+        if current is None or not current.ready or current.kill_at is not None:
+            return []
+        self.respawned_at = now
+        waiting.kill_at = INF
+        return [Signal(waiting.gen, signal.SIGKILL), *self._spawn(now, standby=True)]
+
+    def _on_stale(self, child: ChildState, now: float) -> list[Action]:
+        """The activated standby had read a changed file: it exits; start cold instead."""
+        child.closed = True  # it never accepted a connection
+        if child.kill_at is None:
+            child.kill_at = now + KILL_GRACE
+        if child.gen != self.gen or self.stopping:
+            return []
+        return self._spawn(now)
 
     def _on_ready(self, child: ChildState, data: dict[str, object], now: float) -> list[Action]:
         child.ready = True

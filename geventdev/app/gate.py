@@ -1,0 +1,273 @@
+"""The standby's second head start: load the project too, up to the file you are editing.
+
+A standby (``app.preload``) imports the libraries, then waits. This one goes on: it runs the
+app's real load (``load_app``, the very steps a cold app process runs) and stops just before it
+would first touch a *hot* file, one of the files changed most recently (the monitor passes them),
+or at the end of the load. Frozen there, it is a cold start paused at a point that depends on no
+changed file yet: everything it ran so far read only files that are still as they were, so on
+``load`` (with every path changed since it started) it resumes from disk and ends exactly where
+a cold start would. A 400-module project whose middle module is edited again imports ~200
+modules instead of 400; editing the same view over and over, the restart costs that module, its
+importers, and the app factory.
+
+What it touched is recorded so that nothing stale is ever served:
+
+- every module it imported: a finder first on ``sys.meta_path`` asks the others in turn (so the
+  search is the one the import system does) and notes each spec's file;
+- every file it opened (``open``/``io.open``/``os.open``, wrapped only until it resumes);
+- the importable names in each project directory it searched, listed *before* the search: a
+  module created later (``try: import local_settings``) must not be found missing.
+
+The monitor activates it only if no changed path is among these (``monitor.plan``); on ``load``
+the standby checks again, and answers ``stale`` (then exits) if a change it had not yet heard of
+hit it. While frozen it runs nothing: it waits in a real (unpatched) ``select`` on the control
+channel, so a scheduler or greenlet the project started at import does not run in the standby;
+Ctrl+C and SIGTERM end it there (plain signal handlers: gevent's run only in its loop). What the
+project prints while loading is held and written only once the standby is activated, as a cold
+start would print it; a discarded standby printed nothing.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+from typing import Any, TextIO
+
+from geventdev.paths import IMPORTABLE_SUFFIXES, path_forms, standby_stale
+
+
+def importable(directory: str, name: str) -> bool:
+    """Whether a directory entry could be found by an import (a module file or a package)."""
+    return name.endswith(IMPORTABLE_SUFFIXES) or (
+        "." not in name and os.path.isdir(os.path.join(directory, name))
+    )
+
+
+class HeldStream:
+    """``sys.stdout``/``sys.stderr`` while the standby loads: text is kept, then written on
+    release (or dropped). Whoever kept a reference (a logging handler made at import) writes
+    straight through afterwards."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream, self.holding = stream, True
+        self.held: list[str] = []
+
+    def write(self, text: str) -> int:
+        if self.holding:
+            self.held.append(text)
+            return len(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        if not self.holding:
+            self.stream.flush()
+
+    def release(self) -> None:
+        self.holding = False
+        for text in self.held:
+            self.stream.write(text)
+        self.stream.flush()
+        self.held = []
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, buffer...
+        return getattr(self.stream, name)
+
+
+class Gate:
+    """Pauses the load of a standby before its first touch of a hot file (see the module doc).
+
+    ``library``: path prefixes of the interpreter's trees; files there are not the project's.
+    ``hot``: the files changed most recently. Without hot files, it pauses before the first
+    project module (the libraries alone are imported ahead, as before). ``handle_line``: a
+    control message read while frozen; ``armed``: report (paused, with ``report()``);
+    ``on_stale``: a change hit what it touched (it must not return).
+    """
+
+    def __init__(
+        self,
+        control_fd: int,
+        hot: Iterable[str],
+        library: tuple[str, ...],
+        handle_line: Callable[[bytes], None],
+        armed: Callable[[dict[str, list[str]]], None],
+        on_stale: Callable[[], None],
+    ) -> None:
+        self.control_fd, self.library = control_fd, library
+        self.handle_line, self.armed, self.on_stale = handle_line, armed, on_stale
+        self.hot = {form for path in hot for form in path_forms(path)}
+        self.touched: set[str] = set()
+        self.listed: dict[str, set[str]] = {}
+        self.seen: set[str] = set()  # directories looked at (listed, or not the project's)
+        self.go: list[str] | None = None  # the changed paths "load" brought: resume
+        self.released_at: float | None = None
+        self.streams: list[HeldStream] = []
+        self._originals: dict[str, Any] = {}
+
+    # -- recording ------------------------------------------------------------------------
+    def project(self, path: str) -> bool:
+        return not os.path.realpath(path).startswith(self.library)
+
+    def touch(self, path: str) -> None:
+        if self.project(path):
+            self.touched |= path_forms(path)
+
+    def list_dirs(self, dirs: Iterable[str]) -> None:
+        """Note the importable entries of each project directory not listed yet."""
+        for directory in dirs:
+            if not isinstance(directory, str):
+                continue
+            if directory in self.seen:
+                continue
+            self.seen.add(directory)
+            key = os.path.abspath(directory or ".")
+            if key in self.listed or not self.project(key):
+                continue
+            try:
+                names = {n for n in os.listdir(key) if importable(key, n)}
+            except OSError:
+                names = set()
+            self.listed[key] = {os.path.join(key, n) for n in names}
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        """The import system's own search (the finders after us, in order), recorded; before
+        a hot project file, the pause. ``None`` once resumed: the other finders search anew."""
+        if self.released_at is None and self.go is not None:
+            self.proceed()
+        if self.released_at is not None:
+            return None
+        self.list_dirs(path if path is not None else sys.path)
+        spec = self._find(fullname, path, target)
+        origin = getattr(spec, "origin", None) if spec is not None else None
+        if not origin or not os.path.isfile(origin) or not self.project(origin):
+            return spec
+        if not self.hot or path_forms(origin) & self.hot:
+            self.pause()  # before its first read: after "load", it is read from disk
+            return None
+        self.touch(origin)
+        return spec
+
+    def _find(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None
+    ) -> ModuleSpec | None:
+        for finder in list(sys.meta_path):
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec: ModuleSpec | None = find(fullname, path, target)
+            if spec is not None:
+                return spec
+        return None
+
+    def _opener(self, function: Any, describe: Callable[..., Any]) -> Any:
+        def opener(*args: Any, **kwargs: Any) -> Any:
+            if self.released_at is None:
+                try:
+                    file = describe(*args, **kwargs)
+                    if isinstance(file, (str, bytes, os.PathLike)):
+                        self.touch(os.fsdecode(file))
+                except (TypeError, ValueError):
+                    pass
+            return function(*args, **kwargs)
+
+        opener.__wrapped__ = function  # type: ignore[attr-defined]
+        return opener
+
+    # -- the pause ------------------------------------------------------------------------
+    def start(self, preloaded: Iterable[str]) -> None:
+        """Begin recording (before the project's first line runs)."""
+        for path in preloaded:
+            self.touch(path)
+        self.list_dirs(os.path.dirname(path) for path in self.hot)
+        sys.meta_path.insert(0, self)
+        self._originals = {"open": builtins.open, "os.open": os.open}
+        builtins.open = io.open = self._opener(builtins.open, _first_argument("file"))
+        os.open = self._opener(os.open, _first_argument("path"))
+        self.streams = [HeldStream(sys.stdout), HeldStream(sys.stderr)]
+        sys.stdout, sys.stderr = self.streams
+        for signum in (signal.SIGINT, signal.SIGTERM):  # gevent's handlers need its loop
+            signal.signal(signum, lambda _n, _f: os._exit(0))
+
+    def report(self) -> dict[str, list[str]]:
+        """What the ``standby`` message carries: touched files, listed dirs and their names."""
+        names = sorted({n for listed in self.listed.values() for n in listed})
+        return {"paths": sorted(self.touched), "listed": sorted(self.listed), "names": names}
+
+    def pause(self) -> None:
+        """Frozen until ``load`` (or a stop): nothing else in the process runs meanwhile."""
+        if self.go is None:
+            self.armed(self.report())
+        while self.go is None:
+            self._read_one()
+        self.proceed()
+
+    def finish(self) -> None:
+        """The end of the load: pause there if no hot file came first; stop recording."""
+        if self.released_at is None:
+            self.pause()
+        if self in sys.meta_path:  # not from inside find_spec: the import system iterates
+            sys.meta_path.remove(self)
+
+    def _read_one(self) -> None:
+        """One control message, read with the real blocking ``select`` and byte by byte (the
+        watch greenlet reads the same socket once we resume: nothing is left half read)."""
+        from gevent import monkey
+
+        select = monkey.get_original("select", "select")
+        line = b""
+        while not line.endswith(b"\n"):
+            select([self.control_fd], [], [])
+            try:
+                byte = os.read(self.control_fd, 1)
+            except BlockingIOError:
+                continue
+            if not byte:  # the monitor is gone
+                os._exit(1)
+            line += byte
+        self.handle_line(line)
+
+    def release(self, changed: Iterable[str]) -> None:
+        """``load`` came (from the watch greenlet, or read here while frozen)."""
+        self.go = list(changed)
+
+    def stale(self) -> bool:
+        """Whether a changed path is one this standby touched (or would now find)."""
+        report = self.report()
+        return standby_stale(self.go or [], report["paths"], report["listed"], report["names"])
+
+    def proceed(self) -> None:
+        """Activated: resume from disk, or give up (``on_stale``) if a change hit us."""
+        if self.stale():
+            self.on_stale()
+        self.resume()
+
+    def resume(self) -> None:
+        """Stop recording; the held output is written now, as a cold start would write it."""
+        if self.released_at is not None:
+            return
+        self.released_at = time.perf_counter()
+        if getattr(builtins.open, "__wrapped__", None) is self._originals.get("open"):
+            builtins.open = io.open = self._originals["open"]
+        if getattr(os.open, "__wrapped__", None) is self._originals.get("os.open"):
+            os.open = self._originals["os.open"]
+        for name, stream in zip(("stdout", "stderr"), self.streams, strict=True):
+            if getattr(sys, name) is stream:
+                setattr(sys, name, stream.stream)
+            stream.release()
+
+
+def _first_argument(keyword: str) -> Callable[..., Any]:
+    """``open(file, ...)``/``os.open(path, ...)``: the path, positional or by keyword."""
+
+    def first(*args: Any, **kwargs: Any) -> Any:
+        return args[0] if args else kwargs.get(keyword)
+
+    return first

@@ -1,0 +1,232 @@
+"""The standby loads the project up to the file edited last (``app.gate``, issue 15), and what it
+serves is still exactly what a cold start would serve. Bytecode caches on, as users run."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+import time
+from pathlib import Path
+
+from conftest import DevServer, pid_alive, stays, wait_until, write
+
+CACHES_ON = {"PYTHONDONTWRITEBYTECODE": ""}
+COUNT = 30
+HOT = 15  # the module the tests edit: modules before it load ahead in the standby
+
+MODULE = """\
+import os
+
+VALUE = "{value}"
+with open({record!r}, "a") as f:  # outside the project: who imported what, in which order
+    f.write(f"{{os.getpid()}} {name}\\n")
+{extra}
+"""
+
+
+def module(project: Path, i: int, value: str, extra: str = "") -> Path:
+    name = f"m{i:02d}"
+    record = str(project.parent / "imports.log")
+    text = MODULE.format(value=value, record=record, name=name, extra=textwrap.dedent(extra))
+    return write(project / "mods" / f"{name}.py", text)
+
+
+def make_project(project: Path, app_extra: str = "", extras: dict[int, str] | None = None) -> None:
+    (project / "mods").mkdir()
+    write(project / "mods" / "__init__.py", "")
+    for i in range(COUNT):
+        module(project, i, f"v{i}-0", (extras or {}).get(i, ""))
+    imports = "\n".join(f"from mods import m{i:02d}" for i in range(COUNT))
+    write(
+        project / "app.py",
+        textwrap.dedent(
+            """
+            import os
+            from flask import Flask
+            {app_extra}
+            {imports}
+
+            MODULES = [{names}]
+            app = Flask(__name__)
+
+            @app.route("/")
+            def index():
+                return " ".join(m.VALUE for m in MODULES)
+
+            @app.route("/pid")
+            def pid():
+                return str(os.getpid())
+            """
+        ).format(
+            imports=imports,
+            names=", ".join(f"m{i:02d}" for i in range(COUNT)),
+            app_extra=textwrap.dedent(app_extra),
+        ),
+    )
+
+
+def values(server: DevServer) -> list[str]:
+    return server.get("/", headers={"Connection": "close"}).text.split()
+
+
+def imported_by(project: Path, pid: int) -> list[str]:
+    lines = (project.parent / "imports.log").read_text().splitlines()
+    return [name for p, name in (line.split() for line in lines) if int(p) == pid]
+
+
+def edit(project: Path, server: DevServer, i: int, value: str, extra: str = "") -> None:
+    """Save module ``i`` with a new value (a new size each time) and wait until it is served
+    (first waiting for the server to serve what is there: the edit must be a change)."""
+    wait_until(lambda: len(values(server)) == COUNT, 15, f"the app:\n{server.log()}")
+    module(project, i, value, extra)
+    wait_until(lambda: values(server)[i] == value, 15, f"{value!r} served:\n{server.log()}")
+
+
+def paused_standby(server: DevServer, project: Path, before: int) -> int:
+    """The standby, once it has loaded exactly the modules before ``before`` and waits."""
+    want = [f"m{i:02d}" for i in range(before)]
+    return wait_until(
+        lambda: (pid := server.standby()) and imported_by(project, pid) == want and pid,
+        20,
+        f"a standby paused before m{before:02d}:\n{server.log()}",
+    )
+
+
+def test_the_standby_loads_up_to_the_file_edited_last(project: Path, dev_server) -> None:
+    make_project(project)
+    server = dev_server("app.py", **CACHES_ON)
+    assert values(server)[HOT] == f"v{HOT}-0"
+    edit(project, server, HOT, "first")
+    standby = paused_standby(server, project, HOT)
+    edit(project, server, HOT, "second-save")
+    assert int(server.get("/pid").text) == standby  # the standby became the app process
+    assert imported_by(project, standby) == [f"m{i:02d}" for i in range(COUNT)]  # once each
+    assert values(server) == [f"v{i}-0" for i in range(HOT)] + ["second-save"] + [
+        f"v{i}-0" for i in range(HOT + 1, COUNT)
+    ]
+    edit(project, server, HOT, "third-save-x")  # and again, from the next standby
+    assert server.log().count(" * Restarted in") == 3
+
+
+def test_an_edit_of_a_file_the_standby_already_loaded_starts_cold(
+    project: Path, dev_server
+) -> None:
+    make_project(project)
+    server = dev_server("app.py", **CACHES_ON)
+    edit(project, server, HOT, "hot")
+    standby = paused_standby(server, project, HOT)
+    edit(project, server, 5, "early-edit")  # m05 is in the standby already: never activate it
+    assert int(server.get("/pid").text) != standby
+    assert wait_until(lambda: not pid_alive(standby), 5, "the stale standby gone")
+    assert values(server)[HOT] == "hot"
+
+
+def test_a_module_created_where_the_standby_searched_is_imported(project: Path, dev_server) -> None:
+    """``try: import local_settings`` found nothing while the standby loaded ahead."""
+    optional = """
+        try:
+            from local_settings import MODE
+        except ImportError:
+            MODE = "default"
+        """
+    make_project(project, extras={3: optional})
+    write(
+        project / "app.py",
+        (project / "app.py").read_text() + "\n@app.route('/mode')\n"
+        "def mode():\n    return m03.MODE\n",
+    )
+    server = dev_server("app.py", **CACHES_ON)
+    edit(project, server, HOT, "hot")
+    paused_standby(server, project, HOT)
+    assert server.get("/mode").text == "default"
+    write(project / "local_settings.py", 'MODE = "local"\n')
+    wait_until(lambda: server.get("/mode").text == "local", 15, f"local:\n{server.log()}")
+
+
+def test_a_data_file_the_standby_read_is_read_again(project: Path, dev_server) -> None:
+    """Configuration read at import (``--extra-files``): the standby read the old one."""
+    reads = """
+        import json
+        with open(os.path.join(os.path.dirname(__file__), "..", "settings.json")) as f:
+            SETTING = json.load(f)["setting"]
+        """
+    make_project(project, extras={3: reads})
+    write(project / "settings.json", json.dumps({"setting": "one"}))
+    write(
+        project / "app.py",
+        (project / "app.py").read_text() + "\n@app.route('/setting')\n"
+        "def setting():\n    return m03.SETTING\n",
+    )
+    server = dev_server("app.py", "--extra-files", "settings.json", **CACHES_ON)
+    edit(project, server, HOT, "hot")
+    paused_standby(server, project, HOT)
+    write(project / "settings.json", json.dumps({"setting": "two, longer"}))
+    wait_until(lambda: server.get("/setting").text == "two, longer", 15, server.log())
+
+
+def test_what_the_project_prints_while_the_standby_loads_appears_on_activation(
+    project: Path, dev_server
+) -> None:
+    """Once per app process, when it starts serving: a discarded standby printed nothing."""
+    make_project(project, extras={3: 'print("loading m03", flush=True)\n'})
+    server = dev_server("app.py", **CACHES_ON)
+    edit(project, server, HOT, "hot")
+    paused_standby(server, project, HOT)  # it has run m03 (and printed, held)
+    assert stays(lambda: server.log().count("loading m03") == 2, 0.5), server.log()
+    edit(project, server, HOT, "hot-again")
+    wait_until(lambda: server.log().count("loading m03") == 3, 5, server.log())
+    restarted = server.log().rindex(" * Detected change")
+    assert "loading m03" in server.log()[restarted:]
+
+
+def test_code_the_project_starts_at_import_does_not_run_in_the_paused_standby(
+    project: Path, dev_server
+) -> None:
+    """A scheduler started at import (a thread: a greenlet once patched) stays frozen."""
+    ticker = f"""
+        import threading, time
+        def tick():
+            while True:
+                with open({str(project.parent / "ticks.log")!r}, "a") as f:
+                    f.write(f"{{os.getpid()}}\\n")
+                time.sleep(0.02)
+        threading.Thread(target=tick, daemon=True).start()
+        """
+    make_project(project, extras={3: ticker})
+    server = dev_server("app.py", **CACHES_ON)
+    edit(project, server, HOT, "hot")
+    standby = paused_standby(server, project, HOT)
+    ticks = project.parent / "ticks.log"
+    app = int(server.get("/pid").text)
+    wait_until(lambda: f"{app}\n" in ticks.read_text(), 5, "the app's ticker")
+
+    def standby_ticks() -> int:
+        return ticks.read_text().split().count(str(standby))
+
+    # Thread.start() waits for the thread to start: its first tick is part of the import.
+    assert stays(lambda: standby_ticks() <= 1, 0.6)
+    edit(project, server, HOT, "hot-again")  # activated: its ticker runs now
+    wait_until(lambda: standby_ticks() > 3, 5, "the new app's ticker")
+
+
+def test_a_standby_still_loading_refuses_an_edit_it_had_read(project: Path, dev_server) -> None:
+    """The edit lands while the standby is still loading (m10 takes 1.5 s without yielding):
+    it is activated, finds at its gate that it read m05, says ``stale``: a cold start."""
+    busy = """
+        started = __import__("time").monotonic()
+        while __import__("time").monotonic() - started < 1.5:
+            pass
+        """
+    make_project(project, extras={10: busy})
+    server = dev_server("app.py", **CACHES_ON)
+    values(server)
+    edit(project, server, HOT, "hot")
+    standby = server.standby()  # spawned; still in m10's loop for a while
+    wait_until(lambda: "m05" in imported_by(project, standby), 10, "the standby past m05")
+    started = time.monotonic()
+    edit(project, server, 5, "edited-while-loading")
+    assert int(server.get("/pid").text) != standby
+    assert time.monotonic() - started < 10
+    assert not pid_alive(standby) or wait_until(lambda: not pid_alive(standby), 5, "gone")
+    assert os.path.exists(project.parent / "imports.log")
