@@ -124,14 +124,14 @@ def detach_forks(*fds: int) -> None:
     os.register_at_fork(before=before, after_in_parent=in_parent, after_in_child=in_child)
 
 
-def watch_monitor(control: socket.socket, load_now: Event) -> None:
+def watch_monitor(control: socket.socket) -> None:
     """Read the monitor's messages (``load``, ``drain``); EOF means the monitor is gone."""
     try:
         for message in iter_messages(control.makefile("rb")):
             if _forked:  # an app's forked child never reaches here: its fd is a silent pipe
                 return
             try:
-                handle_message(message, control, load_now)
+                handle_message(message, control)
             except Exception:  # noqa: BLE001 - this greenlet is how the monitor reaches us
                 traceback.print_exc()
     except OSError:
@@ -139,7 +139,7 @@ def watch_monitor(control: socket.socket, load_now: Event) -> None:
     os._exit(1)
 
 
-def handle_message(message: Message, control: socket.socket, load_now: Event) -> None:
+def handle_message(message: Message, control: socket.socket) -> None:
     """One message from the monitor."""
     if message.type == "load":
         os.environ[ENV_PIN_FAILURES] = str(message.data.get("pin_failures", 0))
@@ -149,7 +149,6 @@ def handle_message(message: Message, control: socket.socket, load_now: Event) ->
         os.environ[ENV_DEBUG_PIN] = str(message.data.get("debug_pin", ""))
         for gate in GATE:
             gate.release(message.data.get("paths", ()))
-        load_now.set()
     elif message.type == "pin_failures":
         os.environ[ENV_PIN_FAILURES] = str(message.data.get("count", 0))
         count, reset = int(message.data.get("count", 0)), bool(message.data.get("reset"))
@@ -289,8 +288,7 @@ def main() -> None:
     for sock in (control, listener):
         sock.set_inheritable(False)
     detach_forks(listener.fileno(), control.fileno())
-    load_now = Event()
-    gevent.spawn(watch_monitor, control, load_now)
+    gevent.spawn(watch_monitor, control)
     notify.connect(lambda kind, data: send(control, Message(kind, data)))  # type: ignore[arg-type]
     gate = None
     if handoff.standby:  # import the libraries now, then the project up to a hot file
@@ -300,20 +298,20 @@ def main() -> None:
             signal.signal(signum, lambda _n, _f: os._exit(0))
         accept_interrupts()
         preload(list(handoff.preload))
-        gate = standby_gate(handoff, control, load_now)
+        gate = standby_gate(handoff, control)
         gate.start(split_modules(PREFIXES)[1])
     serve(config, listener, control, gate)
     exit_now()
 
 
-def standby_gate(handoff: Handoff, control: socket.socket, load_now: Event) -> Gate:
+def standby_gate(handoff: Handoff, control: socket.socket) -> Gate:
     """The gate a standby loads the project through (``app.gate``), wired to the channel."""
 
     def handle_line(line: bytes) -> None:
         for message in iter_messages(io.BytesIO(line)):
             if message.type == "drain":  # frozen: no greenlet would run the drain
                 os._exit(0)
-            handle_message(message, control, load_now)
+            handle_message(message, control)
 
     def armed(report: dict[str, list[str]]) -> None:
         send(control, Message("standby", dict(report)))
