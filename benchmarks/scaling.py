@@ -201,9 +201,10 @@ def run_server(
                 token = f"r{rnd}{kind}{i}-" + "x" * (len(results) + 1)  # a new size each time
                 text = module.read_text()
                 if kind == "second":  # a first save, then this one 0.5 s later
-                    module.write_text(text.replace(current, token + "-first"))
+                    first = f"first{rnd}{i}-" + "y" * (len(results) + 1)  # token is not in it
+                    text, current = text.replace(current, first), first
+                    module.write_text(text)
                     time.sleep(0.5)
-                    text, current = text.replace(current, token + "-first"), token + "-first"
                 if kind in ("body", "second"):
                     text, url = text.replace(current, token), f"/m{mid}/"
                     current = token

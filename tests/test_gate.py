@@ -230,3 +230,24 @@ def test_a_standby_still_loading_refuses_an_edit_it_had_read(project: Path, dev_
     assert time.monotonic() - started < 10
     assert not pid_alive(standby) or wait_until(lambda: not pid_alive(standby), 5, "gone")
     assert os.path.exists(project.parent / "imports.log")
+
+
+def test_a_process_from_a_paused_standby_patches_the_file_it_stopped_at(
+    project: Path, dev_server
+) -> None:
+    """With ``--patch``: the file it stopped before was read after the resume, not while the
+    standby loaded ahead (it was edited in between, yet what was read is the new text)."""
+    hello = 'def hello():\n    return "hello-{n}"\n'
+    make_project(project, extras={HOT: hello.format(n=1)})
+    write(
+        project / "app.py",
+        (project / "app.py").read_text()
+        + "\n@app.route('/hello')\ndef hello():\n    return m15.hello()\n",
+    )
+    server = dev_server("app.py", "--patch", **CACHES_ON)
+    edit(project, server, HOT, "a", hello.format(n=1))  # a constant: a restart
+    paused_standby(server, project, HOT)
+    edit(project, server, HOT, "bb", hello.format(n=1))  # from the paused standby
+    module(project, HOT, "bb", hello.format(n=22))  # a function body only
+    wait_until(lambda: server.get("/hello").text == "hello-22", 15, server.log())
+    assert "Patched 'mods/m15.py' in place: hello()" in server.log(), server.log()

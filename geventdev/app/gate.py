@@ -107,6 +107,7 @@ class Gate:
         self.seen: set[str] = set()  # directories looked at (listed, or not the project's)
         self.go: list[str] | None = None  # the changed paths "load" brought: resume
         self.released_at: float | None = None
+        self.released_ns = 0  # wall clock of the resume: files read ahead were unchanged then
         self.streams: list[HeldStream] = []
         self._originals: dict[str, Any] = {}
 
@@ -253,7 +254,7 @@ class Gate:
         """Stop recording; the held output is written now, as a cold start would write it."""
         if self.released_at is not None:
             return
-        self.released_at = time.perf_counter()
+        self.released_at, self.released_ns = time.perf_counter(), time.time_ns()
         if getattr(builtins.open, "__wrapped__", None) is self._originals.get("open"):
             builtins.open = io.open = self._originals["open"]
         if getattr(os.open, "__wrapped__", None) is self._originals.get("os.open"):

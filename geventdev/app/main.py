@@ -254,8 +254,9 @@ def load(
         try:
             loaded = load_app(config.app)
         finally:
-            if gate is not None:
-                gate.finish()
+            if gate is not None:  # for patches, the load began here: what it had read ahead
+                gate.finish()  # was unchanged (else it would be stale), the rest is read now
+                load_started_ns = gate.released_ns or load_started_ns
     except NoAppError as exc:
         # A usage error, not a code error: a plain page, no debugger (and no PIN banner).
         send(control, Message("load_error", {"kind": "not_found", "error": str(exc), "paths": []}))

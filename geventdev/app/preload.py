@@ -2,9 +2,9 @@
 
 A cold app process spends ~0.5 s importing gevent, Flask, Werkzeug, Jinja and the app's
 libraries before it imports a line of the project. A standby process does that work while the
-current app serves, then loads the project up to the files edited last (``app.gate``) and waits
-on the control channel; on a change it loads only the rest. Only modules from the interpreter's own trees (stdlib, site-packages) are
-imported ahead: the project, and code installed in editable mode elsewhere, always load fresh.
+current app serves: here, by name, only modules from the interpreter's own trees (stdlib,
+site-packages); the project, and code installed in editable mode elsewhere, are loaded next
+by ``app.gate``, through the app's real load, up to the files edited last.
 Runs in the child, after gevent has patched.
 """
 
