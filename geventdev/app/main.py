@@ -298,8 +298,8 @@ def main() -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda _n, _f: os._exit(0))
         accept_interrupts()
+        gate = standby_gate(handoff, control)  # before preloading: a "load" may come any time
         preload(list(handoff.preload))
-        gate = standby_gate(handoff, control)
         gate.start(split_modules(PREFIXES)[1])
     serve(config, listener, control, gate)
     exit_now()
