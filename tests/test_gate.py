@@ -251,3 +251,31 @@ def test_a_process_from_a_paused_standby_patches_the_file_it_stopped_at(
     module(project, HOT, "bb", hello.format(n=22))  # a function body only
     wait_until(lambda: server.get("/hello").text == "hello-22", 15, server.log())
     assert "Patched 'mods/m15.py' in place: hello()" in server.log(), server.log()
+
+
+def test_a_file_the_project_only_writes_at_import_does_not_make_the_standby_stale(
+    project: Path, dev_server
+) -> None:
+    """An events file opened for appending at import, and written while serving: output, not
+    something the load read. The paused standby stays, and takes over at the next edit."""
+    events = project / "events.txt"
+    writes = f"""
+        with open({str(events)!r}, "a") as f:
+            f.write("imported\\n")
+        """
+    make_project(project, extras={3: writes})
+    write(
+        project / "app.py",
+        (project / "app.py").read_text()
+        + f"\n@app.route('/event')\ndef event():\n    with open({str(events)!r}, 'a') as f:\n"
+        "        f.write('event\\n')\n    return 'ok'\n",
+    )
+    server = dev_server("app.py", **CACHES_ON)
+    edit(project, server, HOT, "hot")
+    standby = paused_standby(server, project, HOT)
+    for _ in range(3):
+        assert server.get("/event").text == "ok"
+        time.sleep(0.3)  # pacing, not settling: each write a change of its own
+    assert stays(lambda: server.standby() == standby, 0.5)
+    edit(project, server, HOT, "hot-again")
+    assert int(server.get("/pid").text) == standby

@@ -168,12 +168,12 @@ class Gate:
                 return spec
         return None
 
-    def _opener(self, function: Any, describe: Callable[..., Any]) -> Any:
+    def _opener(self, function: Any, describe: Callable[..., tuple[Any, bool]]) -> Any:
         def opener(*args: Any, **kwargs: Any) -> Any:
             if self.released_at is None:
                 try:
-                    file = describe(*args, **kwargs)
-                    if isinstance(file, (str, bytes, os.PathLike)):
+                    file, reads = describe(*args, **kwargs)
+                    if reads and isinstance(file, (str, bytes, os.PathLike)):
                         self.touch(os.fsdecode(file))
                 except (TypeError, ValueError):
                     pass
@@ -190,8 +190,8 @@ class Gate:
         self.list_dirs(os.path.dirname(path) for path in self.hot)
         sys.meta_path.insert(0, self)
         self._originals = {"open": builtins.open, "os.open": os.open}
-        builtins.open = io.open = self._opener(builtins.open, _first_argument("file"))
-        os.open = self._opener(os.open, _first_argument("path"))
+        builtins.open = io.open = self._opener(builtins.open, _opened)
+        os.open = self._opener(os.open, _os_opened)
         self.streams = [HeldStream(sys.stdout), HeldStream(sys.stderr)]
         sys.stdout, sys.stderr = self.streams
         for signum in (signal.SIGINT, signal.SIGTERM):  # gevent's handlers need its loop
@@ -265,10 +265,14 @@ class Gate:
             stream.release()
 
 
-def _first_argument(keyword: str) -> Callable[..., Any]:
-    """``open(file, ...)``/``os.open(path, ...)``: the path, positional or by keyword."""
+def _opened(file: Any = None, mode: str = "r", *_args: Any, **kwargs: Any) -> tuple[Any, bool]:
+    """``open()``'s file, and whether it reads it: a file only written (a log opened in
+    ``"a"`` mode at import) is the project's output, not something its load depends on."""
+    mode = kwargs.get("mode", mode)
+    return kwargs.get("file", file), "r" in mode or "+" in mode
 
-    def first(*args: Any, **kwargs: Any) -> Any:
-        return args[0] if args else kwargs.get(keyword)
 
-    return first
+def _os_opened(path: Any = None, flags: int = 0, *_args: Any, **kwargs: Any) -> tuple[Any, bool]:
+    """``os.open()``'s path, and whether it reads it (not ``O_WRONLY``)."""
+    flags = kwargs.get("flags", flags)
+    return kwargs.get("path", path), not flags & os.O_WRONLY
