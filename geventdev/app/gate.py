@@ -217,6 +217,16 @@ class Gate:
         if self in sys.meta_path:  # not from inside find_spec: the import system iterates
             sys.meta_path.remove(self)
 
+    def activated(self) -> bool:
+        """Whether ``load`` came; a message waiting on the channel is read now (a real,
+        non-blocking ``select``: while the libraries are imported ahead, nothing yields)."""
+        from gevent import monkey
+
+        select = monkey.get_original("select", "select")
+        while self.go is None and select([self.control_fd], [], [], 0)[0]:
+            self._read_one()
+        return self.go is not None
+
     def _read_one(self) -> None:
         """One control message, read with the real blocking ``select`` and byte by byte (the
         watch greenlet reads the same socket once we resume: nothing is left half read)."""

@@ -299,7 +299,7 @@ def main() -> None:
             signal.signal(signum, lambda _n, _f: os._exit(0))
         accept_interrupts()
         gate = standby_gate(handoff, control)  # before preloading: a "load" may come any time
-        preload(list(handoff.preload))
+        preload(list(handoff.preload), gate.activated)
         gate.start(split_modules(PREFIXES)[1])
     serve(config, listener, control, gate)
     exit_now()

@@ -14,6 +14,7 @@ import importlib
 import os
 import sys
 import warnings
+from collections.abc import Callable
 
 from geventdev.paths import OWN_DIR
 
@@ -51,13 +52,16 @@ def split_modules(prefixes: tuple[str, ...]) -> tuple[list[str], list[str]]:
     return sorted(names), files
 
 
-def preload(names: list[str]) -> None:
-    """Import each module, ignoring any that fails: the app's own import will say why."""
+def preload(names: list[str], activated: Callable[[], bool] = lambda: False) -> None:
+    """Import each module, ignoring any that fails: the app's own import will say why. Stops
+    once ``activated``: the app's load then imports what it needs, and only that."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name in (*BASELINE, *names):
             if name in sys.modules:
                 continue
+            if activated():
+                return
             try:
                 importlib.import_module(name)
             except Exception:  # noqa: BLE001 - a best-effort head start, never fatal
