@@ -116,7 +116,7 @@ def write_line(stream: TextIO, text: str) -> None:
     the stream it wraps and flushes that: so do we, directly (an access-log line to a file:
     3.3-3.6 -> 1.3-1.7 us). Anything else (a coloured line, another stream) goes the usual way."""
     kind = type(stream).__name__
-    if kind in _COLORAMA and "\x1b" not in text:
+    if kind in _COLORAMA and "\x1b" not in text and type(stream).__module__.startswith("colorama"):
         convertor = stream if kind == "AnsiToWin32" else getattr(stream, _COLORAMA[kind], None)
         wrapped = getattr(convertor, "wrapped", None)
         if wrapped is not None and getattr(convertor, "autoreset", True) is False:

@@ -115,3 +115,15 @@ def test_colorama_stream_wrapper_is_passed_through_too(monkeypatch: pytest.Monke
     logs.write_line(wrapper, LINE + "\n")
     assert target.getvalue() == LINE + "\n" and target.flushes == 1
     assert conversions == []
+
+
+def test_another_library_s_stream_wrapper_is_written_as_is() -> None:
+    """Only colorama's classes are looked into: a same-named class elsewhere is just written to."""
+
+    class AnsiToWin32(FileLike):  # another library's converter, with a .wrapped stream too
+        wrapped = FileLike()
+        autoreset = False
+
+    stream = AnsiToWin32()
+    logs.write_line(stream, LINE + "\n")
+    assert stream.getvalue() == LINE + "\n" and AnsiToWin32.wrapped.getvalue() == ""
