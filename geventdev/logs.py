@@ -102,6 +102,30 @@ def plain_stream(log: logging.Logger) -> TextIO | None:
     return None
 
 
+#: colorama's converter (what werkzeug's handler writes to), and the stream wrapper it hands out
+#: (``AnsiToWin32(...).stream``, ``colorama.init()``'s ``sys.stderr``): where each keeps it.
+_COLORAMA = {"AnsiToWin32": "", "StreamWrapper": "_StreamWrapper__convertor"}
+
+
+def write_line(stream: TextIO, text: str) -> None:
+    """``stream.write(text)``, the way the handler whose stream ``plain_stream`` returned writes.
+
+    werkzeug's handler wraps stderr in colorama's ``AnsiToWin32`` whenever colorama is installed,
+    on every platform; off a terminal it strips escape sequences: two regex scans and five calls
+    a line. For text with no escape character, and no ``autoreset``, colorama only writes it to
+    the stream it wraps and flushes that: so do we, directly (an access-log line to a file:
+    3.3-3.6 -> 1.3-1.7 us). Anything else (a coloured line, another stream) goes the usual way."""
+    kind = type(stream).__name__
+    if kind in _COLORAMA and "\x1b" not in text and type(stream).__module__.startswith("colorama"):
+        convertor = stream if kind == "AnsiToWin32" else getattr(stream, _COLORAMA[kind], None)
+        wrapped = getattr(convertor, "wrapped", None)
+        if wrapped is not None and getattr(convertor, "autoreset", True) is False:
+            wrapped.write(text)
+            wrapped.flush()
+            return
+    stream.write(text)
+
+
 def load_config(path: str) -> None:
     """Apply a logging config file the way uvicorn's ``--log-config`` does."""
     try:

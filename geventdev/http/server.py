@@ -23,7 +23,7 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 from geventdev.config import Config
 from geventdev.http.framing import StrictFraming
 from geventdev.http.websockets import gevent_websocket_handler, has_gevent_websocket, is_websocket
-from geventdev.logs import ACCESS, color_allowed, ensure_handler, plain_stream
+from geventdev.logs import ACCESS, color_allowed, ensure_handler, plain_stream, write_line
 from geventdev.net import LOCAL_PEER
 from geventdev.protocol import RESERVED_PREFIX
 from geventdev.tls import server_context
@@ -223,7 +223,7 @@ class DevHandler(StrictFraming, WSGIHandler):  # type: ignore[misc]
         if stream is None:
             access.info(line)
         else:  # nothing but our own plain handler: its output, without the LogRecord
-            stream.write(line + "\n")
+            write_line(stream, line + "\n")
 
     def format_request(self) -> str:
         status = (self._orig_status or self.status or "000").split()[0]
