@@ -1,7 +1,7 @@
 """A big real Flask app from PyPI (pgAdmin 4: ~1,080 modules, ~210k lines of Python): save -> new
-code served and the memory of all the server's processes; geventdev (defaults, and ``--patch``)
-vs werkzeug's stat reloader, with plain ``flask run`` (no reloader) as the memory baseline, in one
-run with interleaved rounds.
+code served and the memory of all the server's processes; geventdev (defaults, ``--patch``,
+``--no-standby``) vs werkzeug's stat reloader, with plain ``flask run`` (no reloader) as the
+memory baseline, in one run with interleaved rounds.
 
     python benchmarks/realapp.py [--rounds 2] [--edits 3] [--venv DIR] [--quick] [--keep]
 
@@ -22,10 +22,13 @@ of pgAdmin's own decorators, ``@pgCSRFProtect.exempt``, as most of its views car
 ``@pga_login_required``) and ``route`` (a new CSRF-exempt route appended to that blueprint).
 Per edit: wait a random 1-2 s (a polling reloader's phase is uniform), save, then GET
 on a fresh connection every 10 ms until the new text comes back (``--limit`` seconds, else
-"never"), then 5 more GETs that must not serve the old text. Memory: once the edits are done and
-the group's total RSS has stopped moving (the standby re-imports after a restart), the sum of
-RSS (and of PSS, which counts a page shared between processes once) over every process of the
-server's process group. ``flask_run`` is not edited: it serves the same pages and is measured.
+"never"), then 5 more GETs that must not serve the old text. Memory: the sum of RSS (and of PSS,
+which counts a page shared between processes once) over every process of the server's process
+group, once its total has stopped moving (the standby loads after a start and after a restart),
+after the first pages and again after the edits (the ratios use the latter). ``flask_run`` is
+not edited: it serves the same pages and is measured. ``flask_run_debug`` (not run by default)
+is ``flask run --debug`` as installed: with watchdog 7 its reloader never reloads (see README)
+and spins a core.
 """
 
 from __future__ import annotations
@@ -65,8 +68,20 @@ from _common import (
     wait_http,
 )
 
-KNOWN = ("geventdev", "geventdev_patch", "werkzeug_stat", "flask_run", "flask_run_debug")
-DEFAULT = ("geventdev", "geventdev_patch", "werkzeug_stat", "flask_run")
+KNOWN = (
+    "geventdev",
+    "geventdev_patch",
+    "geventdev_nostandby",
+    "werkzeug_stat",
+    "flask_run",
+    "flask_run_debug",
+)
+DEFAULT = KNOWN[:-1]
+GEVENTDEV_OPTIONS = {
+    "geventdev": [],
+    "geventdev_patch": ["--patch"],
+    "geventdev_nostandby": ["--no-standby"],
+}
 REQUIREMENT = "pgadmin4==9.18"
 NEVER = float("inf")
 PATCHED = re.compile(r" \* Patched .* in (\d+) ms")
@@ -209,7 +224,7 @@ def start(name: str, python: str, project: Path, log: Path) -> Proc:
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # users' reality: caches on
     env.pop("PGADMIN_INT_KEY", None)
     if name.startswith("geventdev"):
-        extra = ["--patch"] if name == "geventdev_patch" else []
+        extra = GEVENTDEV_OPTIONS[name]
         argv = [python, "-m", "geventdev", "pgAdmin4.py", "--port", "0", *extra]
         proc = Proc(name, argv, project, env=env, log_path=log)
         proc.port = int(proc.wait_log(RUNNING, 60).group(1))
@@ -228,17 +243,18 @@ def pss_mb(pid: int) -> float:
     return 0.0
 
 
-def settled_memory(pgid: int, timeout: float = 20.0) -> tuple[float, float, list[float]]:
-    """(RSS sum, PSS sum, each process's RSS) once the group's RSS has moved < 2 MB in 1 s."""
+def settled_memory(pgid: int, timeout: float = 30.0) -> tuple[float, float, list[float]]:
+    """(RSS sum, PSS sum, each process's RSS) once the group's total RSS has moved < 2 MB in
+    each of two seconds in a row (a restart's old process gone, the new standby loaded)."""
     deadline = time.monotonic() + timeout
-    last = -1.0
+    totals: list[float] = []
     while True:
         pids = group_members(pgid)
         each = [rss_mb(pid) for pid in pids]
-        total = sum(each)
-        if abs(total - last) < 2 or time.monotonic() > deadline:
-            return total, sum(pss_mb(pid) for pid in pids), each
-        last = total
+        totals.append(sum(each))
+        steady = len(totals) >= 3 and max(totals[-3:]) - min(totals[-3:]) < 2
+        if steady or time.monotonic() > deadline:
+            return totals[-1], sum(pss_mb(pid) for pid in pids), each
         time.sleep(1.0)
 
 
@@ -256,6 +272,7 @@ class Run:
     name: str
     start_s: float
     edits: list[Edit] = field(default_factory=list)
+    rss_start: float = float("nan")
     rss: float = float("nan")
     pss: float = float("nan")
     each: list[float] = field(default_factory=list)
@@ -314,7 +331,7 @@ def run_server(
         run.start_s = time.monotonic() - t0
         for page in ("/", "/browser/", "/misc/ping"):  # what a browser opens first
             http_get(port, page, timeout=30)
-        time.sleep(1.0)  # the stat reloader's first snapshot; the standby's start
+        run.rss_start = settled_memory(proc.pid)[0]  # also the standby's start
         current = {kind: edit.anchor for kind, edit in EDITS.items()}
         for kind in KINDS if name != "flask_run" else ():
             spec = EDITS[kind]
@@ -340,7 +357,7 @@ def run_server(
                 run.edits.append(edit)
                 how = f" ({'patched' if edit.patched else 'restarted'} in {edit.log_ms:.0f} ms)"
                 print(
-                    f"  round {rnd} {name:16} {kind:9} edit {i}: {ms(edit.seconds)} ms"
+                    f"  round {rnd} {name:19} {kind:9} edit {i}: {ms(edit.seconds)} ms"
                     + (how if edit.log_ms == edit.log_ms else ""),
                     flush=True,
                 )
@@ -386,8 +403,9 @@ def main() -> None:
                 runs[name].append(run)
                 each = " + ".join(f"{mb:.0f}" for mb in run.each)
                 print(
-                    f"  round {rnd} {name:16} started in {run.start_s:.1f} s; memory RSS "
-                    f"{run.rss:.0f} MB ({each}), PSS {run.pss:.0f} MB; loadavg {run.load}",
+                    f"  round {rnd} {name:19} started in {run.start_s:.1f} s; RSS at start "
+                    f"{run.rss_start:.0f} MB, after the edits {run.rss:.0f} MB ({each}), "
+                    f"PSS {run.pss:.0f} MB; loadavg {run.load}",
                     flush=True,
                 )
     report(servers, runs)
@@ -424,7 +442,7 @@ def report(servers: list[str], runs: dict[str, list[Run]]) -> None:
     def mem(name: str, attr: str) -> float:
         return median([getattr(r, attr) for r in runs.get(name, [])])
 
-    print("\n## Memory: all the server's processes, after the edits (median MB)\n")
+    print("\n## Memory: all the server's processes, at start and after the edits (median MB)\n")
     rows = []
     for name in servers:
         procs = ", ".join(str(len(r.each)) for r in runs.get(name, []))
@@ -433,6 +451,7 @@ def report(servers: list[str], runs: dict[str, list[Run]]) -> None:
             [
                 name,
                 procs,
+                mem(name, "rss_start"),
                 mem(name, "rss"),
                 mem(name, "pss"),
                 ratio(mem(name, "rss"), mem("flask_run", "rss")),
@@ -440,7 +459,8 @@ def report(servers: list[str], runs: dict[str, list[Run]]) -> None:
                 f"{start:.1f}",
             ]
         )
-    headers = ["server", "processes", "RSS MB", "PSS MB", "RSS ÷ flask run", "RSS ÷ werkzeug"]
+    headers = ["server", "processes", "RSS at start", "RSS MB", "PSS MB", "RSS ÷ flask run"]
+    headers += ["RSS ÷ werkzeug"]
     print(table([*headers, "first answer s"], rows))
     print(f"\nloadavg at the end: {Path('/proc/loadavg').read_text().strip()}")
     if "flask_run" not in servers:
