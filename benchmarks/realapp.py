@@ -174,8 +174,12 @@ def prepare_venv(venv: Path, requirement: str) -> dict[str, str]:
         info = json.loads(marker.read_text())
     log = venv.parent / f"{venv.name}-pip.log"
     if info.get("requirement") != requirement:
+        if venv.exists() and any(venv.iterdir()) and not marker.exists():
+            raise SystemExit(
+                f"{venv} exists and is not this benchmark's venv: choose another --venv"
+            )
         venv.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(venv, ignore_errors=True)
+        shutil.rmtree(venv, ignore_errors=True)  # ours (the marker), for another requirement
         log.unlink(missing_ok=True)
         print(f"creating {venv} and installing {requirement} (log: {log}) ...", flush=True)
         t0 = time.monotonic()
