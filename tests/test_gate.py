@@ -298,3 +298,26 @@ def test_a_save_while_the_standby_still_loads_is_served_by_it(project: Path, dev
     assert "m11" not in imported_by(project, standby)  # still in m10's loop
     edit(project, server, HOT, "saved-again-soon")
     assert int(server.get("/pid").text) == standby
+
+
+def test_a_module_the_project_loads_by_path_is_read_again(project: Path, dev_server) -> None:
+    """A plugin loaded with ``spec_from_file_location`` at import (importlib reads it with
+    ``io.open_code``, not ``open``): edited, the standby that read it is not used."""
+    loads = f"""
+        import importlib.util
+        _spec = importlib.util.spec_from_file_location("plugin", {str(project / "plugin.py")!r})
+        plugin = importlib.util.module_from_spec(_spec)
+        _spec.loader.exec_module(plugin)
+        """
+    make_project(project, extras={3: loads})
+    write(project / "plugin.py", 'NAME = "one"\n')
+    write(
+        project / "app.py",
+        (project / "app.py").read_text()
+        + "\n@app.route('/plugin')\ndef plugin():\n    return m03.plugin.NAME\n",
+    )
+    server = dev_server("app.py", **CACHES_ON)
+    edit(project, server, HOT, "hot")
+    paused_standby(server, project, HOT)
+    write(project / "plugin.py", 'NAME = "two, longer"\n')
+    wait_until(lambda: server.get("/plugin").text == "two, longer", 15, server.log())

@@ -29,7 +29,9 @@ start would print it; a discarded standby printed nothing.
 
 from __future__ import annotations
 
+import _io
 import builtins
+import importlib.util
 import io
 import os
 import signal
@@ -189,9 +191,11 @@ class Gate:
             self.touch(path)
         self.list_dirs(os.path.dirname(path) for path in self.hot)
         sys.meta_path.insert(0, self)
-        self._originals = {"open": builtins.open, "os.open": os.open}
+        self._originals = {"open": builtins.open, "os.open": os.open, "open_code": _io.open_code}
         builtins.open = io.open = self._opener(builtins.open, _opened)
         os.open = self._opener(os.open, _os_opened)
+        # How importlib reads a module (also one loaded by path: spec_from_file_location).
+        _io.open_code = io.open_code = self._opener(_io.open_code, _code_opened)
         self.streams = [HeldStream(sys.stdout), HeldStream(sys.stderr)]
         sys.stdout, sys.stderr = self.streams
         for signum in (signal.SIGINT, signal.SIGTERM):  # gevent's handlers need its loop
@@ -269,6 +273,8 @@ class Gate:
             builtins.open = io.open = self._originals["open"]
         if getattr(os.open, "__wrapped__", None) is self._originals.get("os.open"):
             os.open = self._originals["os.open"]
+        if getattr(_io.open_code, "__wrapped__", None) is self._originals.get("open_code"):
+            _io.open_code = io.open_code = self._originals["open_code"]
         for name, stream in zip(("stdout", "stderr"), self.streams, strict=True):
             if getattr(sys, name) is stream:
                 setattr(sys, name, stream.stream)
@@ -280,6 +286,17 @@ def _opened(file: Any = None, mode: str = "r", *_args: Any, **kwargs: Any) -> tu
     ``"a"`` mode at import) is the project's output, not something its load depends on."""
     mode = kwargs.get("mode", mode)
     return kwargs.get("file", file), "r" in mode or "+" in mode
+
+
+def _code_opened(path: Any) -> tuple[Any, bool]:
+    """``io.open_code()``'s path: a module's source, or its cached bytecode (then the source
+    it was compiled from is what the load depends on)."""
+    if isinstance(path, str) and f"{os.sep}__pycache__{os.sep}" in path:
+        try:
+            return importlib.util.source_from_cache(path), True
+        except ValueError:
+            pass
+    return path, True
 
 
 def _os_opened(path: Any = None, flags: int = 0, *_args: Any, **kwargs: Any) -> tuple[Any, bool]:
