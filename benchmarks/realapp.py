@@ -59,6 +59,7 @@ from _common import (
     http_get,
     median,
     ms,
+    proc_mb,
     ratio,
     rss_mb,
     server_list,
@@ -238,13 +239,8 @@ def start(name: str, python: str, project: Path, log: Path) -> Proc:
 
 
 def pss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    """Proportional set size: a page shared by n processes counts 1/n in each."""
+    return proc_mb(pid, "smaps_rollup", "Pss:")
 
 
 def settled_memory(pgid: int, timeout: float = 30.0) -> tuple[float, float, list[float]]:
