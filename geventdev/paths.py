@@ -121,8 +121,9 @@ def standby_stale(
     """Whether a standby that loaded part of the project (``app.gate``) must not serve after
     ``changed``: it read a changed file (``touched``), or a change adds a name an import could
     find in a directory it searched (``listed``, whose importable entries were ``names``): a
-    module or package created or renamed there after the search found it missing. Pure: the
-    monitor decides with it before activating, the standby again when activated."""
+    module or package created or renamed there after the search found it missing. It keeps no
+    state (the file system is asked only to resolve symlinks): the monitor decides with it
+    before activating, the standby again when activated."""
     touched, listed, names = set(touched), set(listed), set(names)
     for path in changed:
         if path_forms(path) & touched:

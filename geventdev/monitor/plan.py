@@ -11,6 +11,11 @@ request is never refused because no process is listening. " * Restarted in" is l
 older app process has confirmed that it stopped accepting (or is gone): from that line on, every
 new connection is the new code's. A new process that failed to load serves the error page, and
 says so instead.
+
+The warm standby loads the project up to the files edited last (``recent``) and reports what it
+read and which directories it searched (``app.gate``). A change activates it unless it read (or
+would have found) a changed path (``paths.standby_stale``); one still loading is activated all
+the same and answers ``stale`` itself if it turns out it had; a refused one means a cold start.
 """
 
 from __future__ import annotations
@@ -354,9 +359,9 @@ class Plan:
             waiting.role, self.gen = "app", waiting.gen
             return [*actions, Activate(waiting.gen, tuple(sorted(waiting.changed | paths)))]
         if waiting is not None and waiting.kill_at is None:
-            # What it imported ahead may be stale: start cold. It holds no request and none of
-            # the app's code, and may still be importing (deaf to the control channel): kill it
-            # now, and leave the machine's cores to the cold start.
+            # What it read ahead is stale: start cold. It holds no request and may still be
+            # importing (deaf to the control channel): kill it now, and leave the machine's
+            # cores to the cold start.
             waiting.kill_at = INF
             actions.append(Signal(waiting.gen, signal.SIGKILL))
         return actions + self._spawn(now)
