@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import sys
 import textwrap
+import time
 import types
 
 from geventdev.app.patch import LoadGraph, skeleton, summarize
@@ -301,3 +302,27 @@ def test_a_project_module_first_imported_after_the_load_counts_in_the_load_graph
     finally:
         sys.modules.pop("lazy_urls_mod", None)
     assert "build_patterns" in patcher.graph.at_load
+
+
+def test_an_edit_outside_function_bodies_is_declined_without_waiting_for_the_graph(
+    tmp_path, monkeypatch
+) -> None:
+    """A big project's load graph takes seconds after each restart (pgAdmin: 1.4 s); an added
+    route is a restart whatever the graph says, so it is declined at once, not after it."""
+    from geventdev.app.patch import Patcher
+
+    monkeypatch.chdir(tmp_path)
+    views = tmp_path / "views_mod.py"
+    views.write_text("def index():\n    return 'a'\n")
+    module = types.ModuleType("views_mod")
+    module.__file__ = str(views)
+    patcher = Patcher({str(views): module}, time.time_ns() + 10**9, "")
+    patcher.read_sources()  # what "track" keeps before "ready"; no graph yet
+    views.write_text("def index():\n    return 'a'\n\n\ndef added():\n    return 'b'\n")
+    assert patcher.lock.acquire(blocking=False)  # prepare() is halfway through the graph
+    try:
+        outcome = patcher.attempt([str(views)])
+    finally:
+        patcher.lock.release()
+    assert not outcome.ok
+    assert outcome.to_message()["log"] == "'views_mod.py' changed outside function bodies"
