@@ -15,13 +15,12 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
+import colorama  # in the test extras: werkzeug's log handler writes through it
 import pytest
+import werkzeug._internal as werkzeug_internal
 
 from geventdev import logs
 from geventdev.http.server import DevHandler
-
-colorama = pytest.importorskip("colorama")
-werkzeug_internal = pytest.importorskip("werkzeug._internal")
 
 LINE = '127.0.0.1 - - [30/Nov/2026 01:48:17] "GET /slow HTTP/1.1" 200 9'
 
