@@ -22,9 +22,9 @@ The monitor activates it only if no changed path is among these (``monitor.plan`
 the standby checks again, and answers ``stale`` (then exits) if a change it had not yet heard of
 hit it. While frozen it runs nothing: it waits in a real (unpatched) ``select`` on the control
 channel, so a scheduler or greenlet the project started at import does not run in the standby;
-Ctrl+C and SIGTERM end it there (plain signal handlers: gevent's run only in its loop). What the
-project prints while loading is held and written only once the standby is activated, as a cold
-start would print it; a discarded standby printed nothing.
+Ctrl+C and SIGTERM end it there (``app.main`` gives a standby plain signal handlers: gevent's
+run only in its loop). What the project prints while loading is held and written only once the
+standby is activated, as a cold start would print it; a discarded standby printed nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import builtins
 import importlib.util
 import io
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -198,8 +197,6 @@ class Gate:
         _io.open_code = io.open_code = self._opener(_io.open_code, _code_opened)
         self.streams = [HeldStream(sys.stdout), HeldStream(sys.stderr)]
         sys.stdout, sys.stderr = self.streams
-        for signum in (signal.SIGINT, signal.SIGTERM):  # gevent's handlers need its loop
-            signal.signal(signum, lambda _n, _f: os._exit(0))
 
     def report(self) -> dict[str, list[str]]:
         """What the ``standby`` message carries: touched files, listed dirs and their names."""
