@@ -93,6 +93,24 @@ def paused_standby(server: DevServer, project: Path, before: int) -> int:
     )
 
 
+#: m10 takes 2.5 s to import, without yielding: a standby is caught still loading.
+BUSY = """
+    started = __import__("time").monotonic()
+    while __import__("time").monotonic() - started < 2.5:
+        pass
+    """
+
+
+def loading_standby(project: Path, server: DevServer) -> int:
+    """After an edit of the hot module: the new standby, while it is still inside m10."""
+    edit(project, server, HOT, "hot")
+    app = int(server.get("/pid").text)
+    standby = wait_until(lambda: next((p for p in server.children() if p != app), 0), 10, "one")
+    wait_until(lambda: "m10" in imported_by(project, standby), 15, "the standby in m10")
+    assert "m11" not in imported_by(project, standby)  # still in m10's loop, not paused
+    return standby
+
+
 def test_the_standby_loads_up_to_the_file_edited_last(project: Path, dev_server) -> None:
     make_project(project)
     server = dev_server("app.py", **CACHES_ON)
@@ -211,19 +229,11 @@ def test_code_the_project_starts_at_import_does_not_run_in_the_paused_standby(
 
 
 def test_a_standby_still_loading_refuses_an_edit_it_had_read(project: Path, dev_server) -> None:
-    """The edit lands while the standby is still loading (m10 takes 1.5 s without yielding):
+    """The edit lands while the standby is still loading (m10 takes 2.5 s without yielding):
     it is activated, finds at its gate that it read m05, says ``stale``: a cold start."""
-    busy = """
-        started = __import__("time").monotonic()
-        while __import__("time").monotonic() - started < 1.5:
-            pass
-        """
-    make_project(project, extras={10: busy})
+    make_project(project, extras={10: BUSY})
     server = dev_server("app.py", **CACHES_ON)
-    values(server)
-    edit(project, server, HOT, "hot")
-    standby = server.standby()  # spawned; still in m10's loop for a while
-    wait_until(lambda: "m05" in imported_by(project, standby), 10, "the standby past m05")
+    standby = loading_standby(project, server)
     started = time.monotonic()
     edit(project, server, 5, "edited-while-loading")
     assert int(server.get("/pid").text) != standby
@@ -284,18 +294,9 @@ def test_a_file_the_project_only_writes_at_import_does_not_make_the_standby_stal
 def test_a_save_while_the_standby_still_loads_is_served_by_it(project: Path, dev_server) -> None:
     """No cold window after a restart: the standby still loading (m10 takes 2.5 s without
     yielding) is activated all the same, and goes on to serve the new code."""
-    busy = """
-        started = __import__("time").monotonic()
-        while __import__("time").monotonic() - started < 2.5:
-            pass
-        """
-    make_project(project, extras={10: busy})
+    make_project(project, extras={10: BUSY})
     server = dev_server("app.py", **CACHES_ON)
-    edit(project, server, HOT, "hot")
-    app = int(server.get("/pid").text)
-    standby = wait_until(lambda: next((p for p in server.children() if p != app), 0), 10, "one")
-    wait_until(lambda: "m10" in imported_by(project, standby), 15, "the standby in m10")
-    assert "m11" not in imported_by(project, standby)  # still in m10's loop
+    standby = loading_standby(project, server)
     edit(project, server, HOT, "saved-again-soon")
     assert int(server.get("/pid").text) == standby
 
