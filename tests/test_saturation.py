@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,17 +35,26 @@ class FileLike(io.StringIO):
         super().flush()
 
 
+Access = Callable[[], tuple[logging.Logger, FileLike]]
+
+
 @pytest.fixture
-def access(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[logging.Logger, FileLike]]:
-    """A werkzeug-style access logger whose only handler is werkzeug's own (colorama-wrapped)
-    stream handler, over a file-like stderr, as in the app process with the debugger on."""
+def access(monkeypatch: pytest.MonkeyPatch) -> Iterator[Access]:
+    """Makes a werkzeug-style access logger whose only handler is werkzeug's own (colorama-
+    wrapped) stream handler, over a file-like stderr, as in the app process with the debugger
+    on. Called by the test itself: pytest >= 9.2 adds its capture handlers to every logger
+    when the test starts, after the fixtures, and they are no part of the app process."""
     stderr = FileLike()
-    monkeypatch.setattr(sys, "stderr", stderr)
     log = logging.getLogger("geventdev-test-saturation")
-    log.handlers[:] = [werkzeug_internal._ColorStreamHandler()]
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    yield log, stderr
+
+    def make() -> tuple[logging.Logger, FileLike]:
+        monkeypatch.setattr(sys, "stderr", stderr)  # pytest captures it anew for the test
+        log.handlers[:] = [werkzeug_internal._ColorStreamHandler()]
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        return log, stderr
+
+    yield make
     log.handlers[:] = []
 
 
@@ -72,9 +81,9 @@ def counted_conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_access_log_line_skips_colorama_and_keeps_its_bytes(
-    access: tuple[logging.Logger, FileLike], monkeypatch: pytest.MonkeyPatch
+    access: Access, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    log, stderr = access
+    log, stderr = access()
     assert logs.plain_stream(log) is log.handlers[0].stream  # type: ignore[attr-defined]
     conversions = counted_conversions(monkeypatch)
     handler = handler_for(log)
@@ -87,11 +96,11 @@ def test_access_log_line_skips_colorama_and_keeps_its_bytes(
 
 
 def test_a_line_with_escape_sequences_still_goes_through_colorama(
-    access: tuple[logging.Logger, FileLike], monkeypatch: pytest.MonkeyPatch
+    access: Access, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A coloured line (the server decided on colours, the stream is no terminal): colorama
     strips the sequences, as before."""
-    log, stderr = access
+    log, stderr = access()
     conversions = counted_conversions(monkeypatch)
     stream = logs.plain_stream(log)
     assert stream is not None
