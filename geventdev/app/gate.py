@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import _io
 import builtins
+import contextlib
 import importlib.util
 import io
 import os
@@ -41,7 +42,14 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any, TextIO
 
+from gevent import monkey
+
+from geventdev.livereload.sources import opened, os_opened, reads, wrapped
 from geventdev.paths import IMPORTABLE_SUFFIXES, path_forms, standby_stale
+
+PYCACHE = f"{os.sep}__pycache__{os.sep}"
+#: The blocking ``select`` gevent keeps aside: a wait in it runs no greenlet (the freeze).
+_real_select = monkey.get_original("select", "select")
 
 
 def importable(directory: str, name: str) -> bool:
@@ -169,19 +177,21 @@ class Gate:
                 return spec
         return None
 
-    def _opener(self, function: Any, describe: Callable[..., tuple[Any, bool]]) -> Any:
-        def opener(*args: Any, **kwargs: Any) -> Any:
-            if self.released_at is None:
-                try:
-                    file, reads = describe(*args, **kwargs)
-                    if reads and isinstance(file, (str, bytes, os.PathLike)):
-                        self.touch(os.fsdecode(file))
-                except (TypeError, ValueError):
-                    pass
-            return function(*args, **kwargs)
+    @property
+    def active(self) -> bool:
+        """Recording what the load reads (``sources.wrapped`` asks): until it resumes."""
+        return self.released_at is None
 
-        opener.__wrapped__ = function  # type: ignore[attr-defined]
-        return opener
+    def hook(self, event: str, args: tuple[Any, ...]) -> None:
+        """A file opened while loading ahead: one it reads is something the load depends on (a
+        file only written is output). ``open_code`` is importlib reading a module: a cached
+        ``.pyc`` stands for the source it was compiled from."""
+        file = args[0]
+        if event == "open_code" and isinstance(file, str) and PYCACHE in file:
+            with contextlib.suppress(ValueError):  # not a name the cache would give: as is
+                file = importlib.util.source_from_cache(file)
+        if reads(args) and isinstance(file, (str, bytes, os.PathLike)):
+            self.touch(os.fsdecode(file))
 
     # -- the pause ------------------------------------------------------------------------
     def start(self, preloaded: Iterable[str]) -> None:
@@ -191,10 +201,10 @@ class Gate:
         self.list_dirs(os.path.dirname(path) for path in self.hot)
         sys.meta_path.insert(0, self)
         self._originals = {"open": builtins.open, "os.open": os.open, "open_code": _io.open_code}
-        builtins.open = io.open = self._opener(builtins.open, _opened)
-        os.open = self._opener(os.open, _os_opened)
+        builtins.open = io.open = wrapped(self, builtins.open, "open", opened)
+        os.open = wrapped(self, os.open, "open", os_opened)
         # How importlib reads a module (also one loaded by path: spec_from_file_location).
-        _io.open_code = io.open_code = self._opener(_io.open_code, _code_opened)
+        _io.open_code = io.open_code = wrapped(self, _io.open_code, "open_code", _code_opened)
         self.streams = [HeldStream(sys.stdout), HeldStream(sys.stderr)]
         sys.stdout, sys.stderr = self.streams
 
@@ -221,22 +231,16 @@ class Gate:
     def activated(self) -> bool:
         """Whether ``load`` came; a message waiting on the channel is read now (a real,
         non-blocking ``select``: while the libraries are imported ahead, nothing yields)."""
-        from gevent import monkey
-
-        select = monkey.get_original("select", "select")
-        while self.go is None and select([self.control_fd], [], [], 0)[0]:
+        while self.go is None and _real_select([self.control_fd], [], [], 0)[0]:
             self._read_one()
         return self.go is not None
 
     def _read_one(self) -> None:
         """One control message, read with the real blocking ``select`` and byte by byte (the
         watch greenlet reads the same socket once we resume: nothing is left half read)."""
-        from gevent import monkey
-
-        select = monkey.get_original("select", "select")
         line = b""
         while not line.endswith(b"\n"):
-            select([self.control_fd], [], [])
+            _real_select([self.control_fd], [], [])
             try:
                 byte = os.read(self.control_fd, 1)
             except BlockingIOError:
@@ -278,25 +282,6 @@ class Gate:
             stream.release()
 
 
-def _opened(file: Any = None, mode: str = "r", *_args: Any, **kwargs: Any) -> tuple[Any, bool]:
-    """``open()``'s file, and whether it reads it: a file only written (a log opened in
-    ``"a"`` mode at import) is the project's output, not something its load depends on."""
-    mode = kwargs.get("mode", mode)
-    return kwargs.get("file", file), "r" in mode or "+" in mode
-
-
-def _code_opened(path: Any) -> tuple[Any, bool]:
-    """``io.open_code()``'s path: a module's source, or its cached bytecode (then the source
-    it was compiled from is what the load depends on)."""
-    if isinstance(path, str) and f"{os.sep}__pycache__{os.sep}" in path:
-        try:
-            return importlib.util.source_from_cache(path), True
-        except ValueError:
-            pass
-    return path, True
-
-
-def _os_opened(path: Any = None, flags: int = 0, *_args: Any, **kwargs: Any) -> tuple[Any, bool]:
-    """``os.open()``'s path, and whether it reads it (not ``O_WRONLY``)."""
-    flags = kwargs.get("flags", flags)
-    return kwargs.get("path", path), not flags & os.O_WRONLY
+def _code_opened(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """``io.open_code(path)`` as an ``open`` event's ``(path, mode, flags)``: it reads."""
+    return (args[0] if args else kwargs.get("path"), "rb", 0)

@@ -28,7 +28,7 @@ import io
 import os
 import pathlib
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 #: Most paths remembered per kind; past it, new reads/writes are not recorded (a memory bound).
 LIMIT = 50_000
@@ -95,14 +95,14 @@ class FileUse:
 _tracker: list[FileUse] = []
 
 
-def _opened(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+def opened(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     """``open(file, mode="r", ...)`` as the audit event's ``(path, mode, flags)``."""
     file = args[0] if args else kwargs.get("file")
     mode = args[1] if len(args) > 1 else kwargs.get("mode", "r")
     return (file, mode, 0)
 
 
-def _os_opened(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+def os_opened(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     """``os.open(path, flags, ...)`` as ``(path, None, flags)``."""
     path = args[0] if args else kwargs.get("path")
     flags = args[1] if len(args) > 1 else kwargs.get("flags", 0)
@@ -117,10 +117,31 @@ def _removed(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     return (args[0] if args else kwargs.get("path"),)
 
 
+def reads(args: tuple[Any, ...]) -> bool:
+    """Whether an ``open`` event's ``(path, mode, flags)`` reads the file: ``open`` with ``r``
+    or ``+``, ``os.open`` without ``O_WRONLY``. A file opened only to write is output."""
+    mode, flags = args[1], args[2]
+    if mode is None:
+        return flags & os.O_ACCMODE != os.O_WRONLY  # type: ignore[no-any-return]
+    return "r" in mode or "+" in mode
+
+
 Describe = Callable[[tuple[Any, ...], dict[str, Any]], tuple[Any, ...]]
 
 
-def _wrapped(use: FileUse, function: Any, event: str, describe: Describe) -> Any:
+class Recorder(Protocol):
+    """What ``wrapped`` reports to: ``FileUse``, or a standby's gate (``app.gate``)."""
+
+    @property
+    def active(self) -> bool: ...
+
+    def hook(self, event: str, args: tuple[Any, ...]) -> None: ...
+
+
+def wrapped(use: Recorder, function: Any, event: str, describe: Describe) -> Any:
+    """``function``, telling ``use`` (while it is active) what each call opens, renames or
+    removes, as the audit event ``event`` would; ``__wrapped__`` is the original."""
+
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if use.active:
@@ -137,16 +158,16 @@ def tracker() -> FileUse:
     """This process's one ``FileUse``, its wrappers installed on first use."""
     if not _tracker:
         use = FileUse()
-        opener = _wrapped(use, builtins.open, "open", _opened)
+        opener = wrapped(use, builtins.open, "open", opened)
         builtins.open = io.open = opener  # the same function: pathlib calls io.open
         accessor = getattr(pathlib, "_NormalAccessor", None)  # Python 3.10's pathlib kept its
         if accessor is not None and hasattr(accessor, "open"):  # own reference to io.open
             accessor.open = staticmethod(opener)
-        os.open = _wrapped(use, os.open, "open", _os_opened)
+        os.open = wrapped(use, os.open, "open", os_opened)
         for name in ("rename", "replace"):
-            setattr(os, name, _wrapped(use, getattr(os, name), "os.rename", _renamed))
+            setattr(os, name, wrapped(use, getattr(os, name), "os.rename", _renamed))
         for name in ("remove", "unlink"):
-            setattr(os, name, _wrapped(use, getattr(os, name), "os.remove", _removed))
+            setattr(os, name, wrapped(use, getattr(os, name), "os.remove", _removed))
         _tracker.append(use)
     return _tracker[0]
 
