@@ -302,9 +302,14 @@ def test_forked_children_never_serve_nor_hold_the_port(project: Path, dev_server
         server.stop()
         assert port_is_free(port)  # at once: no forked child holds it
     finally:
-        for pid in forked:
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        end_forked(forked)
+
+
+def end_forked(pids: list[int]) -> None:
+    """Kill the app's forked children a test left alive (they are not geventdev's to stop)."""
+    for pid in pids:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_sigterm_ends_a_forked_child_and_never_runs_our_drain_there(
@@ -328,9 +333,7 @@ def test_sigterm_ends_a_forked_child_and_never_runs_our_drain_there(
             app_pid = keep_alive.get(server.url + "/pid", timeout=10).text
             assert app_pid == str(server.child())  # the shared connection still works
         finally:
-            for pid in forked:
-                if pid_alive(pid):
-                    os.kill(pid, signal.SIGKILL)
+            end_forked(forked)
 
 
 def test_a_forked_child_never_answers_on_a_keep_alive_connection_it_inherited(
