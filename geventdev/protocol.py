@@ -66,6 +66,8 @@ MessageType = Literal[
     "patch",
     "patched",
     "stale",
+    "forked",
+    "exited",
 ]
 #: ``not_found``: the target names no module or no app (a usage error: the monitor exits at the
 #: first start). ``exception``: the user's code raised while loading (served as an error page).

@@ -5,10 +5,11 @@ app's real load (``load_app``, the very steps a cold app process runs) and stops
 would first touch a *hot* file, one of the files changed most recently (the monitor passes them),
 or at the end of the load. Frozen there, it is a cold start paused at a point that depends on no
 changed file yet: everything it ran so far read only files that are still as they were, so on
-``load`` (with every path changed since it started) it resumes from disk and ends exactly where
-a cold start would. A 400-module project whose middle module is edited again imports ~200
-modules instead of 400; editing the same view over and over, the restart costs that module, its
-importers, and the app factory.
+``load`` (with every path changed since it started) a fork of it (``app.zygote``) resumes from
+disk and ends exactly where a cold start would, while the standby stays paused for the next one.
+A 400-module project whose middle module is edited again imports ~200 modules instead of 400;
+editing the same view over and over, the restart costs that module, its importers, and the app
+factory.
 
 What it touched is recorded so that nothing stale is ever served:
 
@@ -19,12 +20,13 @@ What it touched is recorded so that nothing stale is ever served:
   module created later (``try: import local_settings``) must not be found missing.
 
 The monitor activates it only if no changed path is among these (``monitor.plan``); on ``load``
-the standby checks again, and answers ``stale`` (then exits) if a change it had not yet heard of
-hit it. While frozen it runs nothing: it waits in a real (unpatched) ``select`` on the control
-channel, so a scheduler or greenlet the project started at import does not run in the standby;
-Ctrl+C and SIGTERM end it there (``app.main`` gives a standby plain signal handlers: gevent's
-run only in its loop). What the project prints while loading is held and written only once the
-standby is activated, as a cold start would print it; a discarded standby printed nothing.
+the standby checks again, and answers ``stale`` (then retires) if a change it had not yet heard
+of hit it. While frozen it runs nothing: it waits in a real (unpatched) ``select`` on the control
+channel, so a scheduler or greenlet the project started at import does not run in the standby
+(it does in each app process forked from it, as in a cold start); Ctrl+C and SIGTERM retire it
+there (``app.main`` gives a standby plain signal handlers: gevent's run only in its loop). What
+the project prints while loading is held, and written by each app process as it resumes, as a
+cold start would print it; a discarded standby printed nothing.
 """
 
 from __future__ import annotations
@@ -42,14 +44,11 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any, TextIO
 
-from gevent import monkey
-
+from geventdev.app.zygote import Zygote
 from geventdev.livereload.sources import opened, os_opened, reads, wrapped
 from geventdev.paths import IMPORTABLE_SUFFIXES, path_forms, standby_stale
 
 PYCACHE = f"{os.sep}__pycache__{os.sep}"
-#: The blocking ``select`` gevent keeps aside: a wait in it runs no greenlet (the freeze).
-_real_select = monkey.get_original("select", "select")
 
 
 def importable(directory: str, name: str) -> bool:
@@ -94,29 +93,26 @@ class Gate:
 
     ``library``: path prefixes of the interpreter's trees; files there are not the project's.
     ``hot``: the files changed most recently. Without hot files, it pauses before the first
-    project module (the libraries alone are imported ahead, as before). ``handle_line``: a
-    control message read while frozen; ``armed``: report (paused, with ``report()``);
-    ``on_stale``: a change hit what it touched (it must not return).
+    project module (the libraries alone are imported ahead, as before). ``zygote``: the
+    control channel and the forks; ``armed``: report (paused, with ``report()``).
     """
 
     def __init__(
         self,
-        control_fd: int,
+        zygote: Zygote,
         hot: Iterable[str],
         library: tuple[str, ...],
-        handle_line: Callable[[bytes], None],
         armed: Callable[[dict[str, list[str]]], None],
-        on_stale: Callable[[], None],
     ) -> None:
-        self.control_fd, self.library = control_fd, library
-        self.handle_line, self.armed, self.on_stale = handle_line, armed, on_stale
+        self.zygote, self.library, self.armed = zygote, library, armed
         self.hot = {form for path in hot for form in path_forms(path)}
         self.touched: set[str] = set()
         self.listed: dict[str, set[str]] = {}
         self.seen: set[str] = set()  # directories looked at (listed, or not the project's)
-        self.go: list[str] | None = None  # the changed paths "load" brought: resume
-        self.released_at: float | None = None
-        self.released_ns = 0  # wall clock of the resume: files read ahead were unchanged then
+        self.go: list[str] | None = None  # the changed paths the "load" being served brought
+        self.reported = False  # the "standby" report is sent once, at the pause
+        self.released_at: float | None = None  # set in the app process only
+        self.released_ns = 0  # wall clock of the fork: files read ahead were unchanged then
         self.streams: list[HeldStream] = []
         self._originals: dict[str, Any] = {}
 
@@ -150,9 +146,7 @@ class Gate:
     ) -> ModuleSpec | None:
         """The import system's own search (the finders after us, in order), recorded; before
         a hot project file, the pause. ``None`` once resumed: the other finders search anew."""
-        if self.released_at is None and self.go is not None:
-            self.proceed()
-        if self.released_at is not None:
+        if self.checkpoint():  # the app process: the other finders search anew
             return None
         self.list_dirs(path if path is not None else sys.path)
         spec = self._find(fullname, path, target)
@@ -195,7 +189,10 @@ class Gate:
 
     # -- the pause ------------------------------------------------------------------------
     def start(self, preloaded: Iterable[str]) -> None:
-        """Begin recording (before the project's first line runs)."""
+        """Begin recording (before the project's first line runs); not in an app process
+        forked while the libraries were still being imported ahead."""
+        if self.released_at is not None:
+            return
         for path in preloaded:
             self.touch(path)
         self.list_dirs(os.path.dirname(path) for path in self.hot)
@@ -214,12 +211,13 @@ class Gate:
         return {"paths": sorted(self.touched), "listed": sorted(self.listed), "names": names}
 
     def pause(self) -> None:
-        """Frozen until ``load`` (or a stop): nothing else in the process runs meanwhile."""
-        if self.go is None:
+        """Frozen until a ``load`` makes an app process of a fork of us (it returns, in the
+        app process); here the standby waits again for the next one (or a stop)."""
+        if not self.reported:
+            self.reported = True
             self.armed(self.report())
-        while self.go is None:
-            self._read_one()
-        self.proceed()
+        while not self.checkpoint(block=True):
+            pass
 
     def finish(self) -> None:
         """The end of the load: pause there if no hot file came first; stop recording."""
@@ -229,41 +227,32 @@ class Gate:
             sys.meta_path.remove(self)
 
     def activated(self) -> bool:
-        """Whether ``load`` came; a message waiting on the channel is read now (a real,
-        non-blocking ``select``: while the libraries are imported ahead, nothing yields)."""
-        while self.go is None and _real_select([self.control_fd], [], [], 0)[0]:
-            self._read_one()
-        return self.go is not None
+        """Whether this is an app process now (``checkpoint``); between modules imported ahead."""
+        return self.checkpoint()
 
-    def _read_one(self) -> None:
-        """One control message, read with the real blocking ``select`` and byte by byte (the
-        watch greenlet reads the same socket once we resume: nothing is left half read)."""
-        line = b""
-        while not line.endswith(b"\n"):
-            _real_select([self.control_fd], [], [])
-            try:
-                byte = os.read(self.control_fd, 1)
-            except BlockingIOError:
-                continue
-            if not byte:  # the monitor is gone
-                os._exit(1)
-            line += byte
-        self.handle_line(line)
-
-    def release(self, changed: Iterable[str]) -> None:
-        """``load`` came (from the watch greenlet, or read here while frozen)."""
-        self.go = list(changed)
+    def checkpoint(self, block: bool = False) -> bool:
+        """Take the messages waiting (with ``block``, wait for one) and serve a ``load``: refuse
+        it if a changed path hits what we read (``stale``: the standby retires), else fork.
+        True in the app process (it stops recording), False in the standby, which goes on."""
+        if self.released_at is not None:
+            return True
+        self.zygote.poll(block)
+        load = self.zygote.load
+        if load is None:
+            return False
+        self.go = load.paths
+        if self.stale():
+            self.zygote.refuse(load)
+        if self.zygote.fork(load):
+            self.resume()
+            return True
+        self.go = None
+        return False
 
     def stale(self) -> bool:
         """Whether a changed path is one this standby touched (or would now find)."""
         report = self.report()
         return standby_stale(self.go or [], report["paths"], report["listed"], report["names"])
-
-    def proceed(self) -> None:
-        """Activated: resume from disk, or give up (``on_stale``) if a change hit us."""
-        if self.stale():
-            self.on_stale()
-        self.resume()
 
     def resume(self) -> None:
         """Stop recording; the held output is written now, as a cold start would write it."""

@@ -9,7 +9,6 @@ monkey.patch_all()
 
 import ctypes  # noqa: E402
 import importlib  # noqa: E402
-import io  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -17,7 +16,6 @@ import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from typing import NoReturn  # noqa: E402
 
 import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
@@ -35,6 +33,7 @@ from geventdev.app.loader import (  # noqa: E402
 )
 from geventdev.app.preload import preload, split_modules  # noqa: E402
 from geventdev.app.stack import wrap_app  # noqa: E402
+from geventdev.app.zygote import Zygote, own_fork  # noqa: E402
 from geventdev.config import Config  # noqa: E402
 from geventdev.http.server import DevServer, make_server  # noqa: E402
 from geventdev.paths import library_dirs  # noqa: E402
@@ -65,7 +64,7 @@ _forked = False
 _fork_placeholders: list[int] = []
 #: The server this process runs, once it serves (a forked child detaches from its connections).
 SERVING: list[DevServer] = []
-#: A standby's gate while it loads the project ahead (``app.gate``); ``load`` releases it.
+#: A standby's gate (``app.gate``): kept for the life of the process.
 GATE: list[Gate] = []
 
 
@@ -75,13 +74,14 @@ def set_name(name: bytes) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, name)
 
 
-def tie_to_monitor(monitor_pid: int) -> None:
-    """Die with the monitor even if it is SIGKILLed: the kernel signals us (Linux), and the
-    control channel's EOF covers the rest (see ``watch_monitor``)."""
+def tie_to_parent(parent_pid: int) -> None:
+    """Die with our parent even if it is SIGKILLed: the monitor, or the standby this app
+    process was forked from (which dies with the monitor). The kernel signals us (Linux), and
+    the control channel's EOF covers the rest (see ``watch_monitor``)."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != monitor_pid:  # the monitor died before prctl took effect
+    if os.getppid() != parent_pid:  # it died before prctl took effect
         os._exit(1)
 
 
@@ -100,15 +100,21 @@ def detach_forks(*fds: int) -> None:
     masks: list[set[int | signal.Signals]] = []
 
     def before() -> None:
+        if own_fork():  # a standby forking an app process (``app.zygote``): ours
+            return
         # A stop signal sent to the child the moment it exists must wait until its handlers
         # are the defaults again (below): caught by ours in between, it would be lost.
         masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT}))
 
     def in_parent() -> None:
+        if own_fork():
+            return
         signal.pthread_sigmask(signal.SIG_SETMASK, masks.pop())
 
     def in_child() -> None:
         global _forked
+        if own_fork():
+            return
         _forked = True
         read, write = os.pipe()
         for fd in fds:
@@ -141,15 +147,7 @@ def watch_monitor(control: socket.socket) -> None:
 
 def handle_message(message: Message, control: socket.socket) -> None:
     """One message from the monitor."""
-    if message.type == "load":
-        os.environ[ENV_PIN_FAILURES] = str(message.data.get("pin_failures", 0))
-        # Directory listings cached while waiting may predate a file just created in
-        # the same tick of the directory's mtime.
-        importlib.invalidate_caches()
-        os.environ[ENV_DEBUG_PIN] = str(message.data.get("debug_pin", ""))
-        for gate in GATE:
-            gate.release(message.data.get("paths", ()))
-    elif message.type == "pin_failures":
+    if message.type == "pin_failures":
         os.environ[ENV_PIN_FAILURES] = str(message.data.get("count", 0))
         count, reset = int(message.data.get("count", 0)), bool(message.data.get("reset"))
         notify.pin_failures(count, reset)
@@ -159,6 +157,24 @@ def handle_message(message: Message, control: socket.socket) -> None:
         gevent.spawn(DRAIN[0], float(message.data.get("timeout", 0.0)))
     elif message.type == "patch":
         gevent.spawn(apply_patch, control, list(message.data.get("paths", ())))
+
+
+def prepare_load(message: Message) -> None:
+    """A standby about to fork an app process: what the ``load`` sets for it."""
+    os.environ[ENV_PIN_FAILURES] = str(message.data.get("pin_failures", 0))
+    os.environ[ENV_DEBUG_PIN] = str(message.data.get("debug_pin", ""))
+    # Directory listings cached while waiting may predate a file just created in the same
+    # tick of the directory's mtime.
+    importlib.invalidate_caches()
+
+
+def became_app(standby_pid: int, control: socket.socket) -> None:
+    """In an app process a standby just forked (``app.zygote``; its channel is in place)."""
+    tie_to_parent(standby_pid)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # nothing to drain until it serves
+        signal.signal(signum, lambda _n, _f: os._exit(0))
+    set_name(b"geventdev-load")  # not the standby's name: ps and tests tell them apart
+    gevent.spawn(watch_monitor, control)
 
 
 def apply_patch(control: socket.socket, paths: list[str]) -> None:
@@ -280,7 +296,7 @@ def load(
 def main() -> None:
     """The app process the monitor starts: tied to it, told what to do on the control channel."""
     handoff = Handoff.from_environ()
-    tie_to_monitor(handoff.monitor_pid)
+    tie_to_parent(handoff.monitor_pid)
     bytecode.install()  # before any of the project is imported (a standby imports libraries)
     sys.stdout, sys.stderr = unbreakable(sys.stdout), unbreakable(sys.stderr)  # `| head`
     config = Config.from_json(handoff.config_json)
@@ -289,40 +305,39 @@ def main() -> None:
     for sock in (control, listener):
         sock.set_inheritable(False)
     detach_forks(listener.fileno(), control.fileno())
-    gevent.spawn(watch_monitor, control)
     notify.connect(lambda kind, data: send(control, Message(kind, data)))  # type: ignore[arg-type]
     gate = None
     if handoff.standby:  # import the libraries now, then the project up to a hot file
-        # Nothing to drain yet: a stop (Ctrl+C reaches the whole group) just exits. Plain
-        # handlers: gevent's run in its loop, and a standby frozen at its gate runs none.
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda _n, _f: os._exit(0))
-        accept_interrupts()
         gate = standby_gate(handoff, control)  # before preloading: a "load" may come any time
         preload(list(handoff.preload), gate.activated)
         gate.start(split_modules(PREFIXES)[1])
+    else:  # a standby reads its channel itself (``app.zygote``); its app processes do this
+        gevent.spawn(watch_monitor, control)
     serve(config, listener, control, gate)
     exit_now()
 
 
 def standby_gate(handoff: Handoff, control: socket.socket) -> Gate:
-    """The gate a standby loads the project through (``app.gate``), wired to the channel."""
+    """The gate a standby loads the project through (``app.gate``), and the channel it forks
+    app processes on (``app.zygote``)."""
 
-    def handle_line(line: bytes) -> None:
-        for message in iter_messages(io.BytesIO(line)):
-            if message.type == "drain":  # frozen: no greenlet would run the drain
-                os._exit(0)
-            handle_message(message, control)
+    def handle(message: Message) -> None:
+        if message.type == "pin_failures":  # for the app processes it will fork
+            os.environ[ENV_PIN_FAILURES] = str(message.data.get("count", 0))
+
+    zygote = Zygote(control.fileno(), handle, prepare_load, lambda pid: became_app(pid, control))
+    # Nothing to drain: a stop (Ctrl+C reaches the whole group) retires it, so it exits after
+    # the app processes it forked. Plain handlers: gevent's run in its loop, and a standby
+    # frozen at its gate runs none.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _n, _f: zygote.retire())
+    accept_interrupts()
 
     def armed(report: dict[str, list[str]]) -> None:
-        send(control, Message("standby", dict(report)))
+        zygote.send(Message("standby", dict(report)))
         set_name(b"geventdev-wait")  # armed: ps shows it waiting, tests wait for this
 
-    def on_stale() -> NoReturn:
-        send(control, Message("stale", {}))
-        os._exit(0)
-
-    gate = Gate(control.fileno(), handoff.hot, PREFIXES, handle_line, armed, on_stale)
+    gate = Gate(zygote, handoff.hot, PREFIXES, armed)
     GATE[:] = [gate]
     return gate
 

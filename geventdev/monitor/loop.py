@@ -91,6 +91,11 @@ class Monitor:
         self.pin_lock = threading.Lock()
         self.debouncer = Debouncer(config.debounce)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        # App processes a standby forked (not ours to wait for: the standby reports their
+        # exit), and signals for one whose pid is not known yet.
+        self.forked: dict[int, int] = {}
+        self.early_signals: dict[int, list[int]] = {}
+        self.readers: dict[int, threading.Thread] = {}
         log_config = (config.log_config,) if config.log_config else ()  # re-read by each child
         self.watched_files = (*config.extra_files, *dotenv_files, *log_config)
         self.changes = ChangeFilter(
@@ -138,6 +143,9 @@ class Monitor:
         """Kill app processes still alive (only after an exception: a stop waits for them all).
         ``PR_SET_PDEATHSIG`` covers the monitor's death, not its return to a caller's script."""
         procs = list(self.procs.values())
+        for pid in list(self.forked.values()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
@@ -203,8 +211,7 @@ class Monitor:
             if isinstance(action, Spawn):
                 self.spawn(action.gen, action.standby, action.hot)
             elif isinstance(action, Activate):
-                load = {"pin_failures": self.pin_failures, "debug_pin": self.debug_pin}
-                self.send(action.gen, Message("load", {**load, "paths": list(action.paths)}))
+                self.activate(action)
             elif isinstance(action, Drain):
                 self.send(action.gen, Message("drain", {"timeout": action.timeout}))
             elif isinstance(action, Notify):
@@ -265,14 +272,33 @@ class Monitor:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         theirs.close()
-        self.procs[gen], self.controls[gen] = proc, ours
-        threading.Thread(target=self.read_messages, args=(gen, ours), daemon=True).start()
+        self.procs[gen] = proc
+        self.listen(gen, ours)
         threading.Thread(target=self.wait_exit, args=(gen, proc), daemon=True).start()
+
+    def activate(self, action: Activate) -> None:
+        """Tell the standby to fork app process ``action.app``; its control channel goes along
+        (``SCM_RIGHTS``): the new process talks to us as one we started."""
+        ours, theirs = socket.socketpair()
+        self.listen(action.app, ours)
+        load = {"pin_failures": self.pin_failures, "debug_pin": self.debug_pin}
+        data = {**load, "paths": list(action.paths), "gen": action.app}
+        self.send(action.gen, Message("load", data), fds=[theirs.fileno()])
+        theirs.close()
+
+    def listen(self, gen: int, control: socket.socket) -> None:
+        self.controls[gen] = control
+        reader = threading.Thread(target=self.read_messages, args=(gen, control), daemon=True)
+        self.readers[gen] = reader
+        reader.start()
 
     def read_messages(self, gen: int, control: socket.socket) -> None:
         try:
             with control, control.makefile("rb") as stream:
                 for message in iter_messages(stream):
+                    if message.type in ("forked", "exited"):
+                        self.on_fork_report(message)
+                        continue
                     if message.type == "watch" and message.data.get("modules"):
                         self.preload = tuple(message.data["modules"])
                     elif message.type == "pin_failures":
@@ -286,6 +312,8 @@ class Monitor:
             pass
         finally:
             self.controls.pop(gen, None)
+            if self.readers.get(gen) is threading.current_thread():
+                self.readers.pop(gen, None)
 
     def count_pin_failure(self, reset: bool) -> None:
         """One wrong PIN anywhere (or a right one: ``reset``), told to every app process.
@@ -298,18 +326,41 @@ class Monitor:
         for gen in list(self.controls):
             self.send(gen, Message("pin_failures", {"count": count, "reset": reset}))
 
-    def send(self, gen: int, message: Message) -> None:
+    def on_fork_report(self, message: Message) -> None:
+        """A standby forked app process ``gen`` (``pid``), or reaped it (``returncode``)."""
+        gen = int(message.data.get("gen", 0))
+        if message.type == "forked":
+            with self.send_lock:
+                self.forked[gen] = int(message.data["pid"])
+                pending = self.early_signals.pop(gen, [])
+            for signum in pending:
+                self.send_signal(gen, signum)
+        else:
+            with self.send_lock:
+                self.forked.pop(gen, None)
+                self.early_signals.pop(gen, None)
+            self.events.put(ChildExited(gen, int(message.data.get("returncode", 1))))
+
+    def send(self, gen: int, message: Message, fds: list[int] | None = None) -> None:
         control = self.controls.get(gen)
         try:
             if control is not None:
                 with self.send_lock:  # reader threads send too: messages must not interleave
-                    control.sendall(message.encode())
+                    if fds:  # a few hundred bytes: one sendmsg carries it all
+                        socket.send_fds(control, [message.encode()], fds)
+                    else:
+                        control.sendall(message.encode())
         except OSError:  # it died meanwhile: its exit event follows
             pass
 
     def wait_exit(self, gen: int, proc: subprocess.Popen[bytes]) -> None:
         returncode = proc.wait()
         self.procs.pop(gen, None)
+        # What it said before it died first: a standby's report that an app it forked exited
+        # must reach the plan before its own exit (which would count that app killed).
+        reader = self.readers.pop(gen, None)
+        if reader is not None:
+            reader.join(timeout=2.0)
         self.events.put(ChildExited(gen, returncode))
 
     def send_signal(self, gen: int, signum: int) -> None:
@@ -319,6 +370,14 @@ class Monitor:
                 proc.send_signal(signum)
             except ProcessLookupError:
                 pass
+            return
+        with self.send_lock:
+            pid = self.forked.get(gen)
+            if pid is None:  # forking now: delivered when the standby reports the pid
+                self.early_signals.setdefault(gen, []).append(signum)
+                return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
 
 
 def forget_bytecode(paths: Mapping[str, str]) -> None:

@@ -16,6 +16,15 @@ The warm standby loads the project up to the files edited last (``recent``) and 
 read and which directories it searched (``app.gate``). A change activates it unless it read (or
 would have found) a changed path (``paths.standby_stale``); one still loading is activated all
 the same and answers ``stale`` itself if it turns out it had; a refused one means a cold start.
+
+Activated, the standby *forks*: the new app process (a generation of its own, ``parent`` the
+standby's) goes on loading from where the standby stopped, and the standby stays paused, ready
+for the next change. App and standby share the pages of everything loaded before the fork
+(memory), and no restart imports the libraries again (no cold window, no CPU taken from the
+server right after a restart). The standby reports the pid of each app it forked and its exit
+status (it is their parent). A standby that is no longer good (stale, replaced, a restart by
+hand) *retires* while an app it forked is alive: it stops being a template and exits after its
+last app (they would die with it: ``PR_SET_PDEATHSIG``); one without apps is killed at once.
 """
 
 from __future__ import annotations
@@ -88,11 +97,13 @@ class Spawn:
 
 @dataclass(frozen=True)
 class Activate:
-    """Tell a warm standby to load the rest of the app and serve now; ``paths`` changed since
-    it started (it refuses, ``stale``, if it had read one)."""
+    """Tell a warm standby to fork app process ``app``, which loads the rest of the app and
+    serves; ``paths`` changed since the standby started (it refuses, ``stale``, if it had read
+    one). The monitor hands the new process its own control channel through the standby."""
 
     gen: int
     paths: tuple[str, ...] = ()
+    app: int = 0
 
 
 @dataclass(frozen=True)
@@ -168,7 +179,7 @@ RESPAWN_INTERVAL = 5.0
 class ChildState:
     gen: int
     started: float
-    role: Literal["app", "standby"] = "app"
+    role: Literal["app", "standby", "retired"] = "app"
     ready: bool = False
     kill_at: float | None = None
     armed: bool = False  # a standby paused in its load (``app.gate``), waiting for Activate
@@ -178,6 +189,7 @@ class ChildState:
     closed: bool = False  # confirmed ("draining") that it no longer accepts connections
     failed: bool = False  # its load failed: it serves the error page
     changed: frozenset[str] = frozenset()  # every path changed since this standby began
+    parent: int = 0  # the standby an app process was forked from (0: the monitor started it)
 
     def stale(self, paths: frozenset[str] = frozenset()) -> bool:
         """Whether this armed standby read (or searched for) a path changed since it began."""
@@ -234,17 +246,23 @@ class Plan:
             (c for c in self.children.values() if c.role == "standby" and c.kill_at is None), None
         )
 
+    def _new(self, now: float, role: Literal["app", "standby"], parent: int = 0) -> ChildState:
+        """A new generation; an app one becomes the newest code (``gen``)."""
+        self.last_gen += 1
+        child = self.children[self.last_gen] = ChildState(
+            self.last_gen, now, role=role, parent=parent
+        )
+        if role == "app":
+            self.gen = child.gen
+        return child
+
     def _spawn(self, now: float, standby: bool = False) -> list[Action]:
         if self.stopping:  # e.g. a standby for an app that said ready after a fatal not_found
             return []
-        self.last_gen += 1
-        self.children[self.last_gen] = ChildState(
-            self.last_gen, now, role="standby" if standby else "app"
-        )
+        child = self._new(now, "standby" if standby else "app")
         if not standby:
-            self.gen = self.last_gen
-            return [Spawn(self.last_gen)]
-        return [Spawn(self.last_gen, standby=True, hot=self.recent)]
+            return [Spawn(child.gen)]
+        return [Spawn(child.gen, standby=True, hot=self.recent)]
 
     def _stop(self, child: ChildState, signum: int, timeout: float, now: float) -> list[Action]:
         if child.kill_at is not None:
@@ -356,15 +374,23 @@ class Plan:
         waiting = self._waiting()
         # A standby not paused yet is activated too: it checks what it read itself (``stale``).
         if waiting is not None and not cold and not waiting.stale(paths):
-            waiting.role, self.gen = "app", waiting.gen
-            return [*actions, Activate(waiting.gen, tuple(sorted(waiting.changed | paths)))]
-        if waiting is not None and waiting.kill_at is None:
-            # What it read ahead is stale: start cold. It holds no request and may still be
-            # importing (deaf to the control channel): kill it now, and leave the machine's
-            # cores to the cold start.
-            waiting.kill_at = INF
-            actions.append(Signal(waiting.gen, signal.SIGKILL))
+            changed = tuple(sorted(waiting.changed | paths))
+            app = self._new(now, "app", parent=waiting.gen)
+            return [*actions, Activate(waiting.gen, changed, app=app.gen)]
+        if waiting is not None:  # what it read ahead is stale: start cold
+            actions += self._discard(waiting)
         return actions + self._spawn(now)
+
+    def _discard(self, standby: ChildState) -> list[Action]:
+        """A standby that will not be activated again. With no app forked from it alive, it is
+        killed at once (it holds no request and may still be importing, deaf to the control
+        channel: the cores go to the cold start); else it retires (``drain``): it stops being
+        a template and exits after its last app, which would die with it."""
+        if any(c.parent == standby.gen for c in self.children.values()):
+            standby.role = "retired"
+            return [Drain(standby.gen, 0.0)]
+        standby.kill_at = INF
+        return [Signal(standby.gen, signal.SIGKILL)]
 
     def _on_childmessage(self, event: ChildMessage, now: float) -> list[Action]:
         msg, child = event.message, self.children.get(event.gen)
@@ -382,7 +408,7 @@ class Plan:
             child.names = frozenset(msg.data.get("names", ()))
             return self._replace_stale_standby(now) if child.role == "standby" else []
         if msg.type == "stale":
-            return self._on_stale(child, now)
+            return self._on_stale(child, int(msg.data.get("gen", 0)), now)
         if msg.type == "draining":
             child.closed = True
             return self._announce(now)
@@ -405,15 +431,14 @@ class Plan:
         if current is None or not current.ready or current.kill_at is not None:
             return []
         self.respawned_at = now
-        waiting.kill_at = INF
-        return [Signal(waiting.gen, signal.SIGKILL), *self._spawn(now, standby=True)]
+        return [*self._discard(waiting), *self._spawn(now, standby=True)]
 
-    def _on_stale(self, child: ChildState, now: float) -> list[Action]:
-        """The activated standby had read a changed file: it exits; start cold instead."""
-        child.closed = True  # it never accepted a connection
-        if child.kill_at is None:
-            child.kill_at = now + KILL_GRACE
-        if child.gen != self.gen or self.stopping:
+    def _on_stale(self, standby: ChildState, gen: int, now: float) -> list[Action]:
+        """The activated standby had read a changed file: app ``gen`` was never forked, and the
+        standby retires by itself (it exits now, or after the apps it forked); start cold."""
+        if standby.role == "standby":
+            standby.role = "retired"
+        if self.children.pop(gen, None) is None or gen != self.gen or self.stopping:
             return []
         return self._spawn(now)
 
@@ -439,13 +464,27 @@ class Plan:
         return actions
 
     def _on_childexited(self, event: ChildExited, now: float) -> list[Action]:
-        self.children.pop(event.gen, None)
+        gone = self.children.pop(event.gen, None)
+        if gone is not None and gone.role != "app":
+            # The apps it forked die with it (PR_SET_PDEATHSIG: SIGKILL); an exit it reported
+            # came before its own (the monitor reads its channel to the end first).
+            orphans = [c.gen for c in self.children.values() if c.parent == gone.gen]
+            for gen in orphans:
+                self.children.pop(gen)
+            if self.patching is not None and self.patching[0] in orphans:
+                self.patching = None
+            if self.gen in orphans and not self.stopping:
+                return self._lost(ChildExited(self.gen, -signal.SIGKILL), now)
         if self.patching is not None and self.patching[0] == event.gen:
             self.patching = None  # it died instead of answering: the crash is reported below
         if self.stopping:
             return [Exit(self.exit_code)] if not self.children else []
         if event.gen != self.gen:
             return self._announce(now)  # an old process gone: maybe the last one accepting
+        return self._lost(event, now)
+
+    def _lost(self, event: ChildExited, now: float) -> list[Action]:
+        """The newest app process is gone: say how, answer requests with that, keep waiting."""
         self.change_at, self.announce = None, None
         what = f"App {describe_exit(event.returncode)}"
         actions: list[Action] = [Log(f" * {what}; waiting for a change"), Fallback(what)]

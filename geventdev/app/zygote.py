@@ -1,0 +1,207 @@
+"""The standby as the parent of the app processes: it forks each one from where its load stopped.
+
+A standby (``app.preload``, ``app.gate``) is a cold start paused at a point that depends on no
+changed file. When the monitor activates it (``load``), it does not become the app itself: it
+forks, and the *child* goes on loading and serves, while the standby stays paused, ready for the
+next change. So the app process shares with the standby every page loaded before the fork (the
+libraries and the project up to the edited file: about half the memory of a second interpreter),
+no restart imports the libraries again, and a second save right after a first finds the standby
+ready (no cold window).
+
+The monitor passes each app its own control channel with the ``load`` message (``SCM_RIGHTS``),
+so an app process talks to the monitor exactly as one the monitor started; the standby reports
+each fork (``forked``: gen, pid) and, being the parent, each exit (``exited``: gen, returncode,
+as ``Popen`` would give it). Each app dies with the standby (``PR_SET_PDEATHSIG``, as the
+standby dies with the monitor), so a standby that is no longer wanted *retires*: it stops taking
+``load`` and exits after its last app (at once if it has none). SIGINT and SIGTERM retire it too.
+
+While it waits, nothing runs in it: the control channel and a ``pidfd`` per app are watched with
+the real (unpatched) ``select``, read with ``recvmsg`` (the descriptor rides on the first byte
+of its message), one byte at a time, so nothing is ever half read. Runs in the child, after
+gevent has patched; ``_socket`` is the unpatched socket.
+"""
+
+from __future__ import annotations
+
+import _socket
+import array
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+import gevent.os
+from gevent import monkey
+
+from geventdev.protocol import Message
+
+_real_select = monkey.get_original("select", "select")
+#: Set while the standby forks an app process: the at-fork hooks that detach a process *the
+#: app* forks (``app.main.detach_forks``) must leave this one alone.
+OWN_FORK = [False]
+
+
+def own_fork() -> bool:
+    return OWN_FORK[0]
+
+
+@dataclass
+class Load:
+    """A ``load`` read from the channel: the app's generation, the paths changed since the
+    standby began, the new process's control channel."""
+
+    message: Message
+    fds: list[int] = field(default_factory=list)
+
+    @property
+    def gen(self) -> int:
+        return int(self.message.data.get("gen", 0))
+
+    @property
+    def paths(self) -> list[str]:
+        return list(self.message.data.get("paths", ()))
+
+
+class Zygote:
+    """The control channel of a standby, and the app processes it forked.
+
+    ``handle``: any other message from the monitor (``drain`` retires the standby: handled
+    here). ``prepare``: run with a ``load`` before the fork (its environment is the app's).
+    ``became_app``: run in the new process, with the pid of the standby it came from.
+    """
+
+    def __init__(
+        self,
+        control_fd: int,
+        handle: Callable[[Message], None],
+        prepare: Callable[[Message], None],
+        became_app: Callable[[int], None],
+    ) -> None:
+        self.control_fd = control_fd
+        self.sock = _socket.socket(fileno=control_fd)  # unpatched: no hub runs in a standby
+        self.handle, self.prepare, self.became_app = handle, prepare, became_app
+        self.apps: dict[int, tuple[int, int]] = {}  # pid -> (gen, pidfd)
+        self.load: Load | None = None
+        self.retiring = False
+
+    # -- the channel ----------------------------------------------------------------------
+    def send(self, message: Message) -> None:
+        data = memoryview(message.encode())
+        while data:
+            try:
+                data = data[self.sock.send(data) :]
+            except BlockingIOError:  # the fd is non-blocking (gevent set it so): wait for room
+                _real_select([], [self.control_fd], [])
+            except OSError:  # the monitor is gone
+                os._exit(1)
+
+    def poll(self, block: bool = False) -> None:
+        """Read the messages waiting (with ``block``, wait for the first message or app exit),
+        and reap the apps that exited."""
+        pidfds = [pidfd for _gen, pidfd in self.apps.values() if pidfd >= 0]
+        ready = _real_select([self.control_fd, *pidfds], [], [], None if block else 0)[0]
+        if self.control_fd in ready:
+            self._read_message()
+            while _real_select([self.control_fd], [], [], 0)[0]:
+                self._read_message()
+        self.reap()
+
+    def _read_message(self) -> None:
+        line, fds = b"", array.array("i")
+        while not line.endswith(b"\n"):
+            _real_select([self.control_fd], [], [])
+            try:
+                byte, ancillary, _flags, _addr = self.sock.recvmsg(1, socket.CMSG_SPACE(16))
+            except BlockingIOError:
+                continue
+            except OSError:
+                os._exit(1)
+            if not byte:  # the monitor is gone
+                os._exit(1)
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+            line += byte
+        try:
+            message = Message.decode(line)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return
+        if message.type == "load":
+            if self.retiring or self.load is not None:  # not ours to serve any more
+                self.refuse(Load(message, list(fds)), exit=False)
+            else:
+                self.load = Load(message, list(fds))
+        elif message.type == "drain":
+            self.retire()
+        else:
+            self.handle(message)
+
+    # -- the apps -------------------------------------------------------------------------
+    def fork(self, load: Load) -> bool:
+        """Fork app process ``load.gen``; True in it (its channel is in place), False here."""
+        self.load = None
+        self.prepare(load.message)
+        standby = os.getpid()
+        OWN_FORK[0] = True
+        try:
+            pid = gevent.os.fork_gevent()  # the child's hub is made anew (gevent.reinit)
+        finally:
+            OWN_FORK[0] = False
+        if pid == 0:
+            for _gen, pidfd in self.apps.values():  # the standby's children, not ours
+                if pidfd >= 0:
+                    os.close(pidfd)
+            self.apps.clear()
+            self.sock.detach()  # the fd number is about to be the app's own channel
+            if load.fds:
+                os.dup2(load.fds[0], self.control_fd, inheritable=False)
+                # The socket object over this fd number is gevent's: it expects O_NONBLOCK
+                # (a flag of the open file, which the monitor's new socket does not have).
+                os.set_blocking(self.control_fd, False)
+            for fd in load.fds:
+                os.close(fd)
+            self.became_app(standby)
+            return True
+        for fd in load.fds:
+            os.close(fd)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:  # Linux < 5.3: its exit is seen at the next poll
+            pidfd = -1
+        self.apps[pid] = (load.gen, pidfd)
+        self.send(Message("forked", {"gen": load.gen, "pid": pid}))
+        return False
+
+    def reap(self) -> None:
+        """Report each app that exited (``Popen``'s returncode: -N for signal N)."""
+        for pid, (gen, pidfd) in list(self.apps.items()):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: its status is lost
+                done, status = pid, 1 << 8
+            if done:
+                if pidfd >= 0:
+                    os.close(pidfd)
+                del self.apps[pid]
+                code = os.waitstatus_to_exitcode(status)
+                self.send(Message("exited", {"gen": gen, "returncode": code}))
+        if self.retiring and not self.apps:
+            os._exit(0)
+
+    def refuse(self, load: Load, exit: bool = True) -> None:
+        """Answer ``stale`` for app ``load.gen`` (never forked); retire unless ``exit`` is
+        False (a ``load`` that came after the retirement began)."""
+        self.load = None
+        for fd in load.fds:
+            os.close(fd)
+        self.send(Message("stale", {"gen": load.gen}))
+        if exit:
+            self.retire()
+
+    def retire(self) -> NoReturn:
+        """Take no more ``load``; exit after the last app (they would die with us)."""
+        self.retiring = True
+        while True:
+            self.reap()  # exits once no app is left
+            self.poll(block=True)
