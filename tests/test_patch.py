@@ -69,7 +69,7 @@ def test_a_refused_patch_uses_the_warm_standby() -> None:
     plan.step(ChildMessage(2, Message("standby", {"paths": []})), 0.5)
     assert plan.step(Changes({VIEW: "restart"}), 1.0) == [TryPatch(1, (VIEW,))]
     actions = plan.step(ChildMessage(1, patched(False, "no")), 1.0)
-    assert actions[-1] == Activate(2, (VIEW,))
+    assert actions[-1] == Activate(2, (VIEW,), app=3)
 
 
 def test_what_is_never_patched_restarts_at_once() -> None:

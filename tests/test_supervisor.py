@@ -221,36 +221,81 @@ def with_standby(now: float = 0.0) -> Plan:
 
 
 def test_a_change_activates_the_armed_standby() -> None:
+    """It forks app process 3, which loads the rest and serves; it stays the standby."""
     plan = with_standby()
     actions = plan.step(Changes({"/p/app.py": "restart"}), 1.0)
     assert actions == [
         Log(" * Detected change in 'app.py', restarting"),
-        Activate(2, ("/p/app.py",)),
+        Activate(2, ("/p/app.py",), app=3),
     ]
-    assert plan.step(ChildMessage(2, Message("ready", {"import_ms": 30})), 1.05) == [
-        Drain(1, 5.0),
-        Spawn(3, standby=True, hot=("/p/app.py",)),  # the next one stops before app.py
-    ]
+    assert plan.step(ChildMessage(3, Message("ready", {"import_ms": 30})), 1.05) == [Drain(1, 5.0)]
     assert plan.step(ChildMessage(1, DRAINING), 1.06) == [
         Log(" * Restarted in 60 ms (import 30 ms)")
     ]
+    assert plan.step(ChildExited(1, 0), 1.1) == []
+    # The next change: the same standby again (it read nothing that changed since it began).
+    actions = plan.step(Changes({"/p/app.py": "restart"}), 2.0)
+    assert actions[1:] == [Activate(2, ("/p/app.py",), app=4)]
+    assert plan.step(ChildMessage(4, READY), 2.05) == [Drain(3, 5.0)]
+    # The standby reaps the app it forked, and says so: the old one gone, the swap is done.
+    assert plan.step(ChildExited(3, 0), 2.1) == [Log(" * Restarted in 100 ms")]
+    assert plan.step(ChildExited(4, 3), 3.0)[0] == Log(
+        " * App exited with code 3; waiting for a change"
+    )
 
 
 def test_a_standby_not_paused_yet_is_activated_and_checks_itself() -> None:
     """It is still importing: only it knows what it will have read by its gate. A ``stale``
-    answer (it had read a changed file) starts a cold process at once; it exits by itself."""
+    answer (it had read a changed file: app 3 is never forked) starts a cold process at once;
+    the standby retires by itself (it exits: it has no app)."""
     plan = Plan(graceful_timeout=5.0, standby=True, cwd="/p")
     plan.step(Start(), 0.0)
     plan.step(ChildMessage(1, READY), 0.0)
     actions = plan.step(Changes({"/p/app.py": "restart"}), 0.1)
-    assert actions[1:] == [Activate(2, ("/p/app.py",))]
-    assert plan.step(ChildMessage(2, Message("stale", {})), 0.3) == [Spawn(3)]
-    assert plan.step(ChildMessage(3, READY), 0.6) == [
+    assert actions[1:] == [Activate(2, ("/p/app.py",), app=3)]
+    assert plan.step(ChildMessage(2, Message("stale", {"gen": 3})), 0.3) == [Spawn(4)]
+    assert 3 not in plan.children
+    assert plan.step(ChildMessage(4, READY), 0.6) == [
         Drain(1, 5.0),
-        Spawn(4, standby=True, hot=("/p/app.py",)),
+        Spawn(5, standby=True, hot=("/p/app.py",)),
     ]
     assert plan.step(ChildExited(2, 0), 0.61) == []  # the stale one: no "App exited" line
     assert plan.step(ChildMessage(1, DRAINING), 0.62) == [Log(" * Restarted in 520 ms")]
+
+
+def test_a_standby_an_app_was_forked_from_retires_instead_of_being_killed() -> None:
+    """Its apps die with it (PR_SET_PDEATHSIG): one no longer wanted stops being a template
+    and exits after them. If it dies all the same, the app serving dies with it."""
+    plan = with_standby()
+    plan.step(Changes({"/p/app.py": "restart"}), 1.0)
+    plan.step(ChildMessage(3, READY), 1.1)
+    actions = plan.step(Changes({"/p/vendored.py": "restart"}), 2.0)  # it read that file
+    assert actions[1:] == [Drain(2, 0.0), Spawn(4)]
+    assert plan.children[2].role == "retired" and plan.children[2].kill_at is None
+    assert plan.step(ChildMessage(4, READY), 2.3) == [
+        Drain(3, 5.0),
+        Spawn(5, standby=True, hot=("/p/vendored.py", "/p/app.py")),
+    ]
+    assert plan.step(ChildExited(3, 0), 2.4) == []
+    assert plan.step(ChildExited(2, 0), 2.41) == []
+    # A standby killed under its serving app: the app is gone too.
+    plan = with_standby()
+    plan.step(Changes({"/p/app.py": "restart"}), 1.0)
+    plan.step(ChildMessage(3, READY), 1.1)
+    actions = plan.step(ChildExited(2, -signal.SIGKILL), 2.0)
+    assert actions[0] == Log(" * App was killed by SIGKILL (out of memory?); waiting for a change")
+    assert set(plan.children) == {1}  # the old app, told to drain
+    # Stopping: the forked app is signalled like any app; the standby exits after it.
+    plan = with_standby()
+    plan.step(Changes({"/p/app.py": "restart"}), 1.0)
+    plan.step(ChildMessage(3, READY), 1.1)
+    plan.step(ChildExited(1, 0), 1.2)
+    assert plan.step(Stop(signal.SIGINT), 3.0) == [
+        Signal(2, signal.SIGTERM),
+        Signal(3, signal.SIGINT),
+    ]
+    assert plan.step(ChildExited(3, 0), 3.5) == []
+    assert plan.step(ChildExited(2, 0), 3.51) == [Exit(0)]
 
 
 def test_the_standby_stops_before_the_files_edited_last() -> None:
