@@ -259,6 +259,8 @@ class Gate:
         if self.released_at is not None:
             return
         self.released_at, self.released_ns = time.perf_counter(), time.time_ns()
+        if not self._originals:  # forked while the libraries were imported: not recording yet
+            return
         if getattr(builtins.open, "__wrapped__", None) is self._originals.get("open"):
             builtins.open = io.open = self._originals["open"]
         if getattr(os.open, "__wrapped__", None) is self._originals.get("os.open"):
