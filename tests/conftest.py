@@ -70,6 +70,13 @@ def children_of(pid: int) -> list[int]:
         return []
 
 
+def parent_of(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return 0
+
+
 def process_name(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -165,8 +172,11 @@ class DevServer(ServerProcess):
         return wait_until(check, timeout, f"{text!r} at {path}; log:\n{self.log()}")
 
     def children(self) -> list[int]:
-        """Every process the monitor started: app processes and the warm standby."""
-        return children_of(self.pid)
+        """Every process the monitor started, and every app process a warm standby forked
+        (``app.zygote``); not the processes an app itself starts."""
+        direct = children_of(self.pid)
+        forked = [p for c in direct if process_name(c) != "geventdev-app" for p in children_of(c)]
+        return direct + forked
 
     def apps(self) -> list[int]:
         return [pid for pid in self.children() if process_name(pid) == "geventdev-app"]

@@ -6,7 +6,7 @@ import signal
 import sys
 from pathlib import Path
 
-from conftest import HELLO_APP, stays, wait_until, write
+from conftest import HELLO_APP, parent_of, stays, wait_until, write
 
 import geventdev
 from geventdev.app.preload import BASELINE, preload, split_modules
@@ -20,9 +20,14 @@ def test_a_change_activates_the_standby(project: Path, dev_server) -> None:
     waiting = server.standby()
     write(app, HELLO_APP.replace("hello v1", "hello v2"))
     server.wait_for_text("/", "hello v2")
-    assert server.child() == waiting  # the standby became the app: no cold interpreter
-    assert server.get("/pid").text == str(waiting)
-    assert server.standby() != waiting  # and a new standby takes its place
+    # The standby forked the app (no cold interpreter), and stays, ready for the next change.
+    app_pid = server.child()
+    assert parent_of(app_pid) == waiting
+    assert server.get("/pid").text == str(app_pid)
+    assert server.standby() == waiting
+    write(app, HELLO_APP.replace("hello v1", "hello v3"))
+    server.wait_for_text("/", "hello v3")
+    assert parent_of(server.child()) == waiting != app_pid
 
 
 def test_code_outside_the_project_is_never_imported_ahead(

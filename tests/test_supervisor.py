@@ -228,18 +228,28 @@ def test_a_change_activates_the_armed_standby() -> None:
         Log(" * Detected change in 'app.py', restarting"),
         Activate(2, ("/p/app.py",), app=3),
     ]
-    assert plan.step(ChildMessage(3, Message("ready", {"import_ms": 30})), 1.05) == [Drain(1, 5.0)]
+    assert plan.step(ChildMessage(3, Message("ready", {"import_ms": 30})), 1.05) == [
+        Drain(1, 5.0),
+        # 2 was started before app.py was edited: it stops before the project's first module.
+        # A new one stops before app.py; 2 serves the next restart until 4 is paused.
+        Spawn(4, standby=True, hot=("/p/app.py",)),
+    ]
     assert plan.step(ChildMessage(1, DRAINING), 1.06) == [
         Log(" * Restarted in 60 ms (import 30 ms)")
     ]
     assert plan.step(ChildExited(1, 0), 1.1) == []
-    # The next change: the same standby again (it read nothing that changed since it began).
+    # 4 is paused: 2 retires (app 3, forked from it, would die with it).
+    assert plan.step(ChildMessage(4, Message("standby", {"paths": []})), 1.5) == [Drain(2, 0.0)]
     actions = plan.step(Changes({"/p/app.py": "restart"}), 2.0)
-    assert actions[1:] == [Activate(2, ("/p/app.py",), app=4)]
-    assert plan.step(ChildMessage(4, READY), 2.05) == [Drain(3, 5.0)]
+    assert actions[1:] == [Activate(4, ("/p/app.py",), app=5)]
+    assert plan.step(ChildMessage(5, READY), 2.05) == [Drain(3, 5.0)]  # 4 stays the standby
     # The standby reaps the app it forked, and says so: the old one gone, the swap is done.
     assert plan.step(ChildExited(3, 0), 2.1) == [Log(" * Restarted in 100 ms")]
-    assert plan.step(ChildExited(4, 3), 3.0)[0] == Log(
+    assert plan.step(ChildExited(2, 0), 2.11) == []  # retired, after its last app
+    actions = plan.step(Changes({"/p/app.py": "restart"}), 3.0)
+    assert actions[1:] == [Activate(4, ("/p/app.py",), app=6)]  # again: no new standby
+    assert plan.step(ChildMessage(6, READY), 3.05) == [Drain(5, 5.0)]
+    assert plan.step(ChildExited(6, 3), 4.0)[0] == Log(
         " * App exited with code 3; waiting for a change"
     )
 
@@ -269,12 +279,13 @@ def test_a_standby_an_app_was_forked_from_retires_instead_of_being_killed() -> N
     plan = with_standby()
     plan.step(Changes({"/p/app.py": "restart"}), 1.0)
     plan.step(ChildMessage(3, READY), 1.1)
-    actions = plan.step(Changes({"/p/vendored.py": "restart"}), 2.0)  # it read that file
-    assert actions[1:] == [Drain(2, 0.0), Spawn(4)]
+    actions = plan.step(Changes({"/p/vendored.py": "restart"}), 2.0)  # 2 read that file
+    # 2 retires; 4, the standby started for app.py and still loading, checks itself.
+    assert actions[1:] == [Drain(2, 0.0), Activate(4, ("/p/vendored.py",), app=5)]
     assert plan.children[2].role == "retired" and plan.children[2].kill_at is None
-    assert plan.step(ChildMessage(4, READY), 2.3) == [
+    assert plan.step(ChildMessage(5, READY), 2.3) == [
         Drain(3, 5.0),
-        Spawn(5, standby=True, hot=("/p/vendored.py", "/p/app.py")),
+        Spawn(6, standby=True, hot=("/p/vendored.py", "/p/app.py")),
     ]
     assert plan.step(ChildExited(3, 0), 2.4) == []
     assert plan.step(ChildExited(2, 0), 2.41) == []
@@ -284,7 +295,7 @@ def test_a_standby_an_app_was_forked_from_retires_instead_of_being_killed() -> N
     plan.step(ChildMessage(3, READY), 1.1)
     actions = plan.step(ChildExited(2, -signal.SIGKILL), 2.0)
     assert actions[0] == Log(" * App was killed by SIGKILL (out of memory?); waiting for a change")
-    assert set(plan.children) == {1}  # the old app, told to drain
+    assert set(plan.children) == {1, 4}  # the old app, told to drain; the next standby
     # Stopping: the forked app is signalled like any app; the standby exits after it.
     plan = with_standby()
     plan.step(Changes({"/p/app.py": "restart"}), 1.0)
@@ -293,7 +304,9 @@ def test_a_standby_an_app_was_forked_from_retires_instead_of_being_killed() -> N
     assert plan.step(Stop(signal.SIGINT), 3.0) == [
         Signal(2, signal.SIGTERM),
         Signal(3, signal.SIGINT),
+        Signal(4, signal.SIGTERM),
     ]
+    assert plan.step(ChildExited(4, 0), 3.2) == []
     assert plan.step(ChildExited(3, 0), 3.5) == []
     assert plan.step(ChildExited(2, 0), 3.51) == [Exit(0)]
 

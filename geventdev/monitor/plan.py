@@ -190,6 +190,7 @@ class ChildState:
     failed: bool = False  # its load failed: it serves the error page
     changed: frozenset[str] = frozenset()  # every path changed since this standby began
     parent: int = 0  # the standby an app process was forked from (0: the monitor started it)
+    hot: tuple[str, ...] = ()  # a standby's hot files: it pauses before the first it meets
 
     def stale(self, paths: frozenset[str] = frozenset()) -> bool:
         """Whether this armed standby read (or searched for) a path changed since it began."""
@@ -240,11 +241,15 @@ class Plan:
     def _apps(self) -> list[ChildState]:
         return [c for c in self.children.values() if c.role == "app"]
 
+    def _standbys(self) -> list[ChildState]:
+        """The warm standbys (not being killed: an exit may not be in yet), best first: paused
+        ones, then the newest. A second one exists while it loads up to newer hot files."""
+        standbys = [c for c in self.children.values() if c.role == "standby" and c.kill_at is None]
+        return sorted(standbys, key=lambda c: (c.armed, c.gen), reverse=True)
+
     def _waiting(self) -> ChildState | None:
-        """The warm standby, unless it is already being killed (its exit may not be in yet)."""
-        return next(
-            (c for c in self.children.values() if c.role == "standby" and c.kill_at is None), None
-        )
+        """The standby the next restart activates."""
+        return next(iter(self._standbys()), None)
 
     def _new(self, now: float, role: Literal["app", "standby"], parent: int = 0) -> ChildState:
         """A new generation; an app one becomes the newest code (``gen``)."""
@@ -262,6 +267,7 @@ class Plan:
         child = self._new(now, "standby" if standby else "app")
         if not standby:
             return [Spawn(child.gen)]
+        child.hot = self.recent
         return [Spawn(child.gen, standby=True, hot=self.recent)]
 
     def _stop(self, child: ChildState, signum: int, timeout: float, now: float) -> list[Action]:
@@ -296,9 +302,8 @@ class Plan:
         restart = sorted(p for p, kind in event.paths.items() if kind == "restart")
         if self.stopping:
             return []
-        waiting = self._waiting()
-        if waiting is not None:
-            waiting.changed |= frozenset(event.paths)
+        for standby in self._standbys():
+            standby.changed |= frozenset(event.paths)
         edited = [p for p in restart if p.endswith(".py")]
         self.recent = tuple(dict.fromkeys([*edited, *self.recent]))[:HOT_FILES]
         if not restart or not self.reload:
@@ -329,7 +334,6 @@ class Plan:
         """Python files only, a serving app with no restart under way, and nothing a standby
         imported ahead (it would keep the old copy)."""
         current = self.children.get(self.gen)
-        waiting = self._waiting()
         return (
             self.patch
             and all(p.endswith(".py") for p in paths)
@@ -338,7 +342,7 @@ class Plan:
             and not current.failed  # the error page: nothing to patch
             and current.kill_at is None
             and all(c.ready for c in self._apps())
-            and not (waiting is not None and set(paths) & waiting.preloaded)
+            and not any(set(paths) & c.preloaded for c in self._standbys())
         )
 
     def _on_patched(self, gen: int, data: dict[str, object], now: float) -> list[Action]:
@@ -371,14 +375,13 @@ class Plan:
             if not child.ready:  # still starting with code that is already stale
                 actions += self._drain(child, 0.0, now)
         self.change_at, self.announce = now, None
-        waiting = self._waiting()
-        # A standby not paused yet is activated too: it checks what it read itself (``stale``).
-        if waiting is not None and not cold and not waiting.stale(paths):
-            changed = tuple(sorted(waiting.changed | paths))
-            app = self._new(now, "app", parent=waiting.gen)
-            return [*actions, Activate(waiting.gen, changed, app=app.gen)]
-        if waiting is not None:  # what it read ahead is stale: start cold
-            actions += self._discard(waiting)
+        for waiting in self._standbys():
+            # One not paused yet is activated too: it checks what it read itself (``stale``).
+            if not cold and not waiting.stale(paths):
+                changed = tuple(sorted(waiting.changed | paths))
+                app = self._new(now, "app", parent=waiting.gen)
+                return [*actions, Activate(waiting.gen, changed, app=app.gen)]
+            actions += self._discard(waiting)  # what it read ahead is stale
         return actions + self._spawn(now)
 
     def _discard(self, standby: ChildState) -> list[Action]:
@@ -406,7 +409,14 @@ class Plan:
             child.armed, child.preloaded = True, frozenset(msg.data.get("paths", ()))
             child.listed = frozenset(msg.data.get("listed", ()))
             child.names = frozenset(msg.data.get("names", ()))
-            return self._replace_stale_standby(now) if child.role == "standby" else []
+            if child.role != "standby":
+                return []
+            actions: list[Action] = []
+            if not child.stale():  # it takes over from the older one
+                for older in self._standbys():
+                    if older.gen < child.gen:
+                        actions += self._discard(older)
+            return actions + self._replace_stale_standby(now)
         if msg.type == "stale":
             return self._on_stale(child, int(msg.data.get("gen", 0)), now)
         if msg.type == "draining":
@@ -431,7 +441,8 @@ class Plan:
         if current is None or not current.ready or current.kill_at is not None:
             return []
         self.respawned_at = now
-        return [*self._discard(waiting), *self._spawn(now, standby=True)]
+        actions = self._discard(waiting)
+        return actions + (self._spawn(now, standby=True) if self._waiting() is None else [])
 
     def _on_stale(self, standby: ChildState, gen: int, now: float) -> list[Action]:
         """The activated standby had read a changed file: app ``gen`` was never forked, and the
@@ -459,9 +470,21 @@ class Plan:
                 text = " * Restarted in {ms} ms" + detail
             self.announce, self.change_at = (child.gen, text, self.change_at), None
             actions += self._announce(now)
-        if self.standby and self.reload and self._waiting() is None:
-            actions += self._spawn(now, standby=True)  # the next restart's head start
+        if self.standby and self.reload:
+            actions += self._next_standby(now)
         return actions
+
+    def _next_standby(self, now: float) -> list[Action]:
+        """The next restart's head start: a standby if there is none; a new one, loaded up to
+        the files edited last, if the one there was started before the file just edited was
+        (the fork from it would load that file's predecessors again at every save); the old
+        one serves until the new one is paused, then retires."""
+        standbys = self._standbys()
+        if not standbys:
+            return self._spawn(now, standby=True)
+        if len(standbys) == 1 and self.recent and self.recent[0] not in standbys[0].hot:
+            return self._spawn(now, standby=True)
+        return []
 
     def _on_childexited(self, event: ChildExited, now: float) -> list[Action]:
         gone = self.children.pop(event.gen, None)
