@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import textwrap
 import time
 from pathlib import Path
 
-from conftest import DevServer, pid_alive, stays, wait_until, write
+from conftest import DevServer, parent_of, pid_alive, process_name, stays, wait_until, write
 
 CACHES_ON = {"PYTHONDONTWRITEBYTECODE": ""}
 COUNT = 30
@@ -102,10 +103,19 @@ BUSY = """
 
 
 def loading_standby(project: Path, server: DevServer) -> int:
-    """After an edit of the hot module: the new standby, while it is still inside m10."""
+    """The only standby, while it is still inside m10: after an edit of the hot module, a
+    restart by hand (SIGHUP: cold, every standby discarded) starts one that loads up to m15."""
     edit(project, server, HOT, "hot")
+    before = server.log().count(" * Restarted in")
+    os.kill(server.pid, signal.SIGHUP)
+    server.wait_for_log(" * Restarted in", count=before + 1)
     app = int(server.get("/pid").text)
-    standby = wait_until(lambda: next((p for p in server.children() if p != app), 0), 10, "one")
+
+    def new_standby() -> int:
+        others = (p for p in server.children() if p != app and parent_of(p) == server.pid)
+        return next((p for p in others if process_name(p) != "geventdev-old"), 0)
+
+    standby = wait_until(new_standby, 10, "one")
     wait_until(lambda: "m10" in imported_by(project, standby), 15, "the standby in m10")
     assert "m11" not in imported_by(project, standby)  # still in m10's loop, not paused
     return standby
@@ -118,12 +128,17 @@ def test_the_standby_loads_up_to_the_file_edited_last(project: Path, dev_server)
     edit(project, server, HOT, "first")
     standby = paused_standby(server, project, HOT)
     edit(project, server, HOT, "second-save")
-    assert int(server.get("/pid").text) == standby  # the standby became the app process
-    assert imported_by(project, standby) == [f"m{i:02d}" for i in range(COUNT)]  # once each
+    app = int(server.get("/pid").text)
+    assert parent_of(app) == standby  # forked from the standby, which stays paused
+    assert imported_by(project, app) == [f"m{i:02d}" for i in range(HOT, COUNT)]  # the rest
+    assert imported_by(project, standby) == [f"m{i:02d}" for i in range(HOT)]
     assert values(server) == [f"v{i}-0" for i in range(HOT)] + ["second-save"] + [
         f"v{i}-0" for i in range(HOT + 1, COUNT)
     ]
-    edit(project, server, HOT, "third-save-x")  # and again, from the next standby
+    edit(project, server, HOT, "third-save-x")  # and again, from the same standby
+    app = int(server.get("/pid").text)
+    assert parent_of(app) == standby and server.standby() == standby
+    assert imported_by(project, app) == [f"m{i:02d}" for i in range(HOT, COUNT)]
     server.wait_for_log(" * Restarted in", count=3)  # logged once the old process has closed
 
 
@@ -135,7 +150,7 @@ def test_an_edit_of_a_file_the_standby_already_loaded_starts_cold(
     edit(project, server, HOT, "hot")
     standby = paused_standby(server, project, HOT)
     edit(project, server, 5, "early-edit")  # m05 is in the standby already: never activate it
-    assert int(server.get("/pid").text) != standby
+    assert parent_of(int(server.get("/pid").text)) == server.pid  # a cold start
     assert wait_until(lambda: not pid_alive(standby), 5, "the stale standby gone")
     assert values(server)[HOT] == "hot"
 
@@ -224,8 +239,11 @@ def test_code_the_project_starts_at_import_does_not_run_in_the_paused_standby(
 
     # Thread.start() waits for the thread to start: its first tick is part of the import.
     assert stays(lambda: standby_ticks() <= 1, 0.6)
-    edit(project, server, HOT, "hot-again")  # activated: its ticker runs now
-    wait_until(lambda: standby_ticks() > 3, 5, "the new app's ticker")
+    edit(project, server, HOT, "hot-again")  # the app forked from it: the ticker runs there
+    forked = int(server.get("/pid").text)
+    assert parent_of(forked) == standby
+    wait_until(lambda: ticks.read_text().split().count(str(forked)) > 3, 5, "the app's ticker")
+    assert standby_ticks() <= 1  # and still not in the standby
 
 
 def test_a_standby_still_loading_refuses_an_edit_it_had_read(project: Path, dev_server) -> None:
@@ -236,7 +254,7 @@ def test_a_standby_still_loading_refuses_an_edit_it_had_read(project: Path, dev_
     standby = loading_standby(project, server)
     started = time.monotonic()
     edit(project, server, 5, "edited-while-loading")
-    assert int(server.get("/pid").text) != standby
+    assert parent_of(int(server.get("/pid").text)) == server.pid  # a cold start
     assert time.monotonic() - started < 10
     assert not pid_alive(standby) or wait_until(lambda: not pid_alive(standby), 5, "gone")
     assert os.path.exists(project.parent / "imports.log")
@@ -288,7 +306,7 @@ def test_a_file_the_project_only_writes_at_import_does_not_make_the_standby_stal
         time.sleep(0.3)  # pacing, not settling: each write a change of its own
     assert stays(lambda: server.standby() == standby, 0.5)
     edit(project, server, HOT, "hot-again")
-    assert int(server.get("/pid").text) == standby
+    assert parent_of(int(server.get("/pid").text)) == standby
 
 
 def test_a_save_while_the_standby_still_loads_is_served_by_it(project: Path, dev_server) -> None:
@@ -298,7 +316,7 @@ def test_a_save_while_the_standby_still_loads_is_served_by_it(project: Path, dev
     server = dev_server("app.py", **CACHES_ON)
     standby = loading_standby(project, server)
     edit(project, server, HOT, "saved-again-soon")
-    assert int(server.get("/pid").text) == standby
+    assert parent_of(int(server.get("/pid").text)) == standby
 
 
 def test_a_module_the_project_loads_by_path_is_read_again(project: Path, dev_server) -> None:

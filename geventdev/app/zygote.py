@@ -69,6 +69,7 @@ class Zygote:
     ``handle``: any other message from the monitor (``drain`` retires the standby: handled
     here). ``prepare``: run with a ``load`` before the fork (its environment is the app's).
     ``became_app``: run in the new process, with the pid of the standby it came from.
+    ``retiring``: run once when it retires (it renames the process).
     """
 
     def __init__(
@@ -77,10 +78,12 @@ class Zygote:
         handle: Callable[[Message], None],
         prepare: Callable[[Message], None],
         became_app: Callable[[int], None],
+        on_retire: Callable[[], None] = lambda: None,
     ) -> None:
         self.control_fd = control_fd
         self.sock = _socket.socket(fileno=control_fd)  # unpatched: no hub runs in a standby
         self.handle, self.prepare, self.became_app = handle, prepare, became_app
+        self.on_retire = on_retire
         self.apps: dict[int, tuple[int, int]] = {}  # pid -> (gen, pidfd)
         self.load: Load | None = None
         self.retiring = False
@@ -201,7 +204,10 @@ class Zygote:
 
     def retire(self) -> NoReturn:
         """Take no more ``load``; exit after the last app (they would die with us)."""
-        self.retiring = True
+        if not self.retiring:
+            self.retiring = True
+            self.reap()  # none: exit now
+            self.on_retire()
         while True:
             self.reap()  # exits once no app is left
             self.poll(block=True)
