@@ -69,7 +69,8 @@ GATE: list[Gate] = []
 
 
 def set_name(name: bytes) -> None:
-    """Name the process in ``ps``/``top``/``/proc/PID/comm``: ``geventdev-app`` or ``-wait``."""
+    """Name the process in ``ps``/``top``/``/proc/PID/comm``: ``geventdev-app``, ``-wait`` (a
+    standby), ``-load`` (an app process forked from one, loading) or ``-old`` (a retired one)."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, name)
 
@@ -325,7 +326,13 @@ def standby_gate(handoff: Handoff, control: socket.socket) -> Gate:
         if message.type == "pin_failures":  # for the app processes it will fork
             os.environ[ENV_PIN_FAILURES] = str(message.data.get("count", 0))
 
-    zygote = Zygote(control.fileno(), handle, prepare_load, lambda pid: became_app(pid, control))
+    zygote = Zygote(
+        control.fileno(),
+        handle,
+        prepare_load,
+        lambda pid: became_app(pid, control),
+        lambda: set_name(b"geventdev-old"),  # retired: waits for its apps (ps, tests)
+    )
     # Nothing to drain: a stop (Ctrl+C reaches the whole group) retires it, so it exits after
     # the app processes it forked. Plain handlers: gevent's run in its loop, and a standby
     # frozen at its gate runs none.
