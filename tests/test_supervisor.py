@@ -216,7 +216,8 @@ def with_standby(now: float = 0.0) -> Plan:
     plan = Plan(graceful_timeout=5.0, standby=True, cwd="/p", cold_files=frozenset({"/x/my.env"}))
     plan.step(Start(), now)
     assert plan.step(ChildMessage(1, READY), now) == [Spawn(2, standby=True)]
-    assert plan.step(ChildMessage(2, Message("standby", {"paths": ["/p/vendored.py"]})), now) == []
+    paused = {"paths": ["/p/vendored.py"], "at": "/p/models.py"}  # it stopped before models.py
+    assert plan.step(ChildMessage(2, Message("standby", paused)), now) == []
     return plan
 
 
@@ -254,6 +255,18 @@ def test_a_change_activates_the_armed_standby() -> None:
     )
 
 
+def test_a_standby_paused_before_a_file_edited_last_stays() -> None:
+    """It stopped before models.py: while models.py is among the files edited last, a new
+    standby would stop there too (or before), so none is started."""
+    plan = with_standby()
+    seen: set[str] = set()
+    for i, path in enumerate(["/p/models.py", "/p/views.py", "/p/models.py"]):
+        seen.add(path)
+        actions = plan.step(Changes({path: "restart"}), 1.0 + i)
+        assert actions[-1] == Activate(2, tuple(sorted(seen)), app=3 + i)
+        assert plan.step(ChildMessage(3 + i, READY), 1.1 + i) == [Drain(2 + i if i else 1, 5.0)]
+
+
 def test_a_standby_not_paused_yet_is_activated_and_checks_itself() -> None:
     """It is still importing: only it knows what it will have read by its gate. A ``stale``
     answer (it had read a changed file: app 3 is never forked) starts a cold process at once;
@@ -283,10 +296,7 @@ def test_a_standby_an_app_was_forked_from_retires_instead_of_being_killed() -> N
     # 2 retires; 4, the standby started for app.py and still loading, checks itself.
     assert actions[1:] == [Drain(2, 0.0), Activate(4, ("/p/vendored.py",), app=5)]
     assert plan.children[2].role == "retired" and plan.children[2].kill_at is None
-    assert plan.step(ChildMessage(5, READY), 2.3) == [
-        Drain(3, 5.0),
-        Spawn(6, standby=True, hot=("/p/vendored.py", "/p/app.py")),
-    ]
+    assert plan.step(ChildMessage(5, READY), 2.3) == [Drain(3, 5.0)]  # 4 stays the standby
     assert plan.step(ChildExited(3, 0), 2.4) == []
     assert plan.step(ChildExited(2, 0), 2.41) == []
     # A standby killed under its serving app: the app is gone too.

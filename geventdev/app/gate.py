@@ -102,7 +102,7 @@ class Gate:
         zygote: Zygote,
         hot: Iterable[str],
         library: tuple[str, ...],
-        armed: Callable[[dict[str, list[str]]], None],
+        armed: Callable[[dict[str, Any]], None],
     ) -> None:
         self.zygote, self.library, self.armed = zygote, library, armed
         self.hot = {form for path in hot for form in path_forms(path)}
@@ -111,6 +111,7 @@ class Gate:
         self.seen: set[str] = set()  # directories looked at (listed, or not the project's)
         self.go: list[str] | None = None  # the changed paths the "load" being served brought
         self.reported = False  # the "standby" report is sent once, at the pause
+        self.at = ""  # the file it paused before ("": at the end of the load)
         self.released_at: float | None = None  # set in the app process only
         self.released_ns = 0  # wall clock of the fork: files read ahead were unchanged then
         self.streams: list[HeldStream] = []
@@ -154,6 +155,7 @@ class Gate:
         if not origin or not os.path.isfile(origin) or not self.project(origin):
             return spec
         if not self.hot or path_forms(origin) & self.hot:
+            self.at = origin
             self.pause()  # before its first read: after "load", it is read from disk
             return None
         self.touch(origin)
@@ -205,10 +207,12 @@ class Gate:
         self.streams = [HeldStream(sys.stdout), HeldStream(sys.stderr)]
         sys.stdout, sys.stderr = self.streams
 
-    def report(self) -> dict[str, list[str]]:
-        """What the ``standby`` message carries: touched files, listed dirs and their names."""
+    def report(self) -> dict[str, Any]:
+        """What the ``standby`` message carries: touched files, listed dirs and their names,
+        and the file it paused before (``at``)."""
         names = sorted({n for listed in self.listed.values() for n in listed})
-        return {"paths": sorted(self.touched), "listed": sorted(self.listed), "names": names}
+        touched, listed = sorted(self.touched), sorted(self.listed)
+        return {"paths": touched, "listed": listed, "names": names, "at": self.at}
 
     def pause(self) -> None:
         """Frozen until a ``load`` makes an app process of a fork of us (it returns, in the

@@ -16,6 +16,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
@@ -340,7 +341,7 @@ def standby_gate(handoff: Handoff, control: socket.socket) -> Gate:
         signal.signal(signum, lambda _n, _f: zygote.retire())
     accept_interrupts()
 
-    def armed(report: dict[str, list[str]]) -> None:
+    def armed(report: dict[str, Any]) -> None:
         zygote.send(Message("standby", dict(report)))
         set_name(b"geventdev-wait")  # armed: ps shows it waiting, tests wait for this
 

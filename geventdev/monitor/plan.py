@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from geventdev.config import ENV_FILES
-from geventdev.paths import standby_stale
+from geventdev.paths import path_forms, standby_stale
 from geventdev.protocol import Message
 
 
@@ -191,6 +191,7 @@ class ChildState:
     changed: frozenset[str] = frozenset()  # every path changed since this standby began
     parent: int = 0  # the standby an app process was forked from (0: the monitor started it)
     hot: tuple[str, ...] = ()  # a standby's hot files: it pauses before the first it meets
+    at: str = ""  # the file a paused standby stopped before ("": the end of the load)
 
     def stale(self, paths: frozenset[str] = frozenset()) -> bool:
         """Whether this armed standby read (or searched for) a path changed since it began."""
@@ -409,6 +410,7 @@ class Plan:
             child.armed, child.preloaded = True, frozenset(msg.data.get("paths", ()))
             child.listed = frozenset(msg.data.get("listed", ()))
             child.names = frozenset(msg.data.get("names", ()))
+            child.at = str(msg.data.get("at", ""))
             if child.role != "standby":
                 return []
             actions: list[Action] = []
@@ -475,14 +477,18 @@ class Plan:
         return actions
 
     def _next_standby(self, now: float) -> list[Action]:
-        """The next restart's head start: a standby if there is none; a new one, loaded up to
-        the files edited last, if the one there was started before the file just edited was
-        (the fork from it would load that file's predecessors again at every save); the old
-        one serves until the new one is paused, then retires."""
+        """The next restart's head start: a standby if there is none; a new one if the one
+        there stopped before a file that is no longer among those edited last (the first
+        standby stops before the project's first module): every fork from it would load again
+        what lies between that file and the ones you edit now. The old one serves until the
+        new one is paused, then retires."""
         standbys = self._standbys()
         if not standbys:
             return self._spawn(now, standby=True)
-        if len(standbys) == 1 and self.recent and self.recent[0] not in standbys[0].hot:
+        waiting = standbys[0]
+        recent = {form for path in self.recent for form in path_forms(path)}
+        behind = waiting.armed and waiting.at and not path_forms(waiting.at) & recent
+        if len(standbys) == 1 and behind:
             return self._spawn(now, standby=True)
         return []
 

@@ -1,0 +1,145 @@
+"""App processes forked from the standby (``app.zygote``, issue 15): they share its memory, the
+standby stays for the next save, reports their exits, and retires (never dies) under them.
+Bytecode caches on, as users run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import requests
+from conftest import DevServer, parent_of, pid_alive, process_name, wait_until
+from test_gate import CACHES_ON, COUNT, HOT, edit, imported_by, make_project, paused_standby
+
+ROUTES = """
+import os, time
+
+@app.route("/exit/<int:code>")
+def exit_now(code):
+    os._exit(code)
+
+@app.route("/slow")
+def slow():
+    open({started!r}, "w").close()
+    time.sleep(1.5)
+    return "slow done"
+"""
+
+
+def serve_project(project: Path, dev_server) -> DevServer:  # type: ignore[no-untyped-def]
+    make_project(project)
+    write_routes(project)
+    server: DevServer = dev_server("app.py", **CACHES_ON)
+    edit(project, server, HOT, "hot")  # the next standby stops before m15
+    return server
+
+
+def write_routes(project: Path) -> None:
+    app = project / "app.py"
+    app.write_text(app.read_text() + ROUTES.format(started=str(slow_started(project))))
+
+
+def slow_started(project: Path) -> Path:
+    return project.parent / "slow.started"
+
+
+def shared_anonymous_kb(pid: int) -> int:
+    """Anonymous memory (the Python heap) this process shares with another: a cold interpreter
+    shares none; a fork shares what neither has written since."""
+    total, anonymous = 0, False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5:  # a mapping's header: path is field 6
+            anonymous = len(fields) < 6 or fields[5] == "[heap]"
+        elif anonymous and fields[0] in ("Shared_Clean:", "Shared_Dirty:"):
+            total += int(fields[1])
+    return total
+
+
+def test_the_app_process_is_forked_from_the_standby_and_shares_its_memory(
+    project: Path, dev_server
+) -> None:
+    server = serve_project(project, dev_server)
+    standby = paused_standby(server, project, HOT)
+    edit(project, server, HOT, "forked")
+    app = int(server.get("/pid").text)
+    assert parent_of(app) == standby and process_name(app) == "geventdev-app"
+    # gevent, Flask, the first 15 modules: loaded once, in the standby.
+    assert shared_anonymous_kb(app) > 8 * 1024, shared_anonymous_kb(app)
+    assert imported_by(project, app) == [f"m{i:02d}" for i in range(HOT, COUNT)]
+
+
+def test_a_second_save_half_a_second_after_the_first_is_forked_from_the_same_standby(
+    project: Path, dev_server
+) -> None:
+    """No cold window: the standby is still paused after the first save's fork."""
+    server = serve_project(project, dev_server)
+    standby = paused_standby(server, project, HOT)
+    restarted = server.log().count(" * Restarted in")
+    edit(project, server, HOT, "one")
+    first = int(server.get("/pid").text)
+    time.sleep(0.5)  # the pace of the saves under test, not a wait for something to settle
+    edit(project, server, HOT, "two")
+    second = int(server.get("/pid").text)
+    assert parent_of(first) == parent_of(second) == standby != first != second
+    server.wait_for_log(" * Restarted in", count=restarted + 2)
+    assert server.log().count("Restarted in") == restarted + 2
+
+
+def test_the_exit_of_a_forked_app_is_reported_like_any_other(project: Path, dev_server) -> None:
+    """The standby is its parent: it reaps it and tells the monitor how it ended."""
+    server = serve_project(project, dev_server)
+    paused_standby(server, project, HOT)
+    edit(project, server, HOT, "exit-code")
+    assert parent_of(int(server.get("/pid").text)) != server.pid
+    try:
+        server.get("/exit/3", timeout=5)
+    except requests.ConnectionError:
+        pass
+    server.wait_for_log(" * App exited with code 3; waiting for a change")
+    edit(project, server, HOT, "killed")  # back, forked again
+    app = int(server.get("/pid").text)
+    os.kill(app, signal.SIGKILL)
+    server.wait_for_log(" * App was killed by SIGKILL (out of memory?); waiting for a change")
+    edit(project, server, HOT, "back")
+    assert server.get("/").status_code == 200
+
+
+def test_a_standby_no_longer_wanted_waits_for_its_app_to_drain(project: Path, dev_server) -> None:
+    """An edit of a module the standby read: it cannot serve it (a cold start does), but the app
+    it forked still serves a request in flight: the standby retires, and exits after that app
+    has drained (it would die with the standby)."""
+    server = serve_project(project, dev_server)
+    standby = paused_standby(server, project, HOT)
+    edit(project, server, HOT, "from-standby")
+    app = int(server.get("/pid").text)
+    assert parent_of(app) == standby
+    answer: list[str] = []
+    slow = threading.Thread(target=lambda: answer.append(server.get("/slow").text))
+    slow.start()
+    wait_until(slow_started(project).exists, 5, "the slow request in the app")
+    edit(project, server, 5, "read-by-the-standby")  # m05: a cold start
+    assert parent_of(int(server.get("/pid").text)) == server.pid
+    wait_until(lambda: process_name(standby) == "geventdev-old" or not pid_alive(standby), 5)
+    slow.join(timeout=10)
+    assert answer == ["slow done"]
+    wait_until(lambda: not pid_alive(app), 10, "the old app drained")
+    wait_until(lambda: not pid_alive(standby), 5, "the retired standby gone after it")
+    assert "killed" not in server.log()
+
+
+def test_a_standby_killed_under_its_app_takes_the_app_along_and_the_server_recovers(
+    project: Path, dev_server
+) -> None:
+    server = serve_project(project, dev_server)
+    standby = paused_standby(server, project, HOT)
+    edit(project, server, HOT, "from-standby")
+    app = int(server.get("/pid").text)
+    os.kill(standby, signal.SIGKILL)  # the OOM killer, a user's kill -9
+    server.wait_for_log(" * App was killed by SIGKILL (out of memory?); waiting for a change")
+    wait_until(lambda: not pid_alive(app), 5, "the app gone with its standby")
+    edit(project, server, HOT, "recovered")
+    assert server.get("/").status_code == 200
