@@ -3,9 +3,10 @@
 The monitor hands each child two inherited file descriptors (``pass_fds``): the listening socket
 and one end of a ``socketpair`` used as the control channel. Messages on it are JSON lines both
 ways: the child reports (ready, watch, load_error, standby, restart, pin_failures, draining,
-debug_pin, patched, stale), the monitor sends ``load`` to a standby, ``changed`` paths, ``drain``,
-``pin_failures`` and ``patch`` paths; the channel hitting EOF tells the child that the monitor is
-gone. Signals are left to the user (and to the app, which may install its own SIGTERM handler): a
+debug_pin, patched, stale, forked, exited), the monitor sends ``load`` to a standby, ``changed``
+paths, ``drain``, ``pin_failures`` and ``patch`` paths; the channel hitting EOF tells the child
+that the monitor is gone. An app process a standby forks gets a channel of its own, passed with
+the ``load`` message (``SCM_RIGHTS``). Signals are left to the user (and to the app, which may install its own SIGTERM handler): a
 restart never sends one. Stdlib only: both sides import this module, the child before gevent has
 patched.
 """
@@ -86,10 +87,14 @@ class Message:
     ``paths`` of imported modules (and ``modules``: library module names, for the standby).
     ``restart``: the user typed "rs" in the terminal. ``standby``: a warm standby is paused in
     its load (``app.gate``): ``paths`` of the project-side files it read so far, ``listed``
-    project directories it searched and ``names``, their importable entries then. The monitor
-    sends ``load`` (to a standby: go on loading and serve now; ``paths`` changed since it
-    started, ``pin_failures``); a standby that a change in ``paths`` hit answers ``stale`` and
-    exits (the monitor starts a cold process instead); and ``changed``
+    project directories it searched and ``names``, their importable entries then, ``at`` the
+    file it stopped before ("" at the end of the load). The monitor sends ``load`` (to a
+    standby: fork app process ``gen``, whose control channel rides along, to load the rest and
+    serve; ``paths`` changed since the standby started, ``pin_failures``); a standby that a
+    change in ``paths`` hit answers ``stale`` (``gen``: never forked) and retires (the monitor
+    starts a cold process instead); else it reports ``forked`` (``gen``, ``pid``) and, once
+    that process has ended, ``exited`` (``gen``, ``returncode`` as ``Popen`` gives it). A
+    ``drain`` retires a standby: it exits after the app processes it forked. And ``changed``
     (``paths`` changed that need no restart: templates, static files; for live reload).
     ``pin_failures``: the debugger's failed PIN count (``count``), kept across restarts.
     The monitor sends ``drain`` (``timeout``: stop accepting, finish the requests in flight
