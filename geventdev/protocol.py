@@ -6,9 +6,9 @@ ways: the child reports (ready, watch, load_error, standby, restart, pin_failure
 debug_pin, patched, stale, forked, exited), the monitor sends ``load`` to a standby, ``changed``
 paths, ``drain``, ``pin_failures`` and ``patch`` paths; the channel hitting EOF tells the child
 that the monitor is gone. An app process a standby forks gets a channel of its own, passed with
-the ``load`` message (``SCM_RIGHTS``). Signals are left to the user (and to the app, which may install its own SIGTERM handler): a
-restart never sends one. Stdlib only: both sides import this module, the child before gevent has
-patched.
+the ``load`` message (``SCM_RIGHTS``). Signals are left to the user (and to the app, which may
+install its own SIGTERM handler): a restart never sends one. Stdlib only: both sides import this
+module, the child before gevent has patched.
 """
 
 from __future__ import annotations
