@@ -27,9 +27,9 @@ which counts a page shared between processes once) over every process of the ser
 group, once its total has stopped moving (the standby loads after a start and after a restart),
 after the first pages and again after the edits (the ratios use the latter; the target is on
 PSS: an app process shares the pages loaded before it was forked with its standby, which RSS
-would count twice). ``flask_run`` is not edited: it serves the same pages and is measured. ``flask_run_debug`` (not run by default)
-is ``flask run --debug`` as installed: with watchdog 7 its reloader never reloads (see README)
-and spins a core.
+would count twice). ``flask_run`` is not edited: it serves the same pages and is measured.
+``flask_run_debug`` (not run by default) is ``flask run --debug`` as installed: with watchdog 7
+its reloader never reloads (see README) and spins a core.
 """
 
 from __future__ import annotations
