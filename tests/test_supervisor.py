@@ -267,6 +267,24 @@ def test_a_standby_paused_before_a_file_edited_last_stays() -> None:
         assert plan.step(ChildMessage(3 + i, READY), 1.1 + i) == [Drain(2 + i if i else 1, 5.0)]
 
 
+def test_a_standby_activated_before_it_paused_is_replaced_once_it_tells_where_it_stopped() -> None:
+    """The edit came while it still imported libraries: it forked the app from there, went on,
+    and paused before the project's first module, not before the file edited: a new one."""
+    plan = Plan(graceful_timeout=5.0, standby=True, cwd="/p")
+    plan.step(Start(), 0.0)
+    plan.step(ChildMessage(1, READY), 0.0)
+    assert plan.step(Changes({"/p/views.py": "restart"}), 0.1)[1:] == [
+        Activate(2, ("/p/views.py",), app=3)
+    ]
+    assert plan.step(ChildMessage(3, READY), 0.5) == [Drain(1, 5.0)]  # where 2 stops: unknown
+    paused = {"paths": [], "at": "/p/app.py"}
+    assert plan.step(ChildMessage(2, Message("standby", paused)), 0.8) == [
+        Spawn(4, standby=True, hot=("/p/views.py",))
+    ]
+    paused = {"paths": ["/p/app.py"], "at": "/p/views.py"}
+    assert plan.step(ChildMessage(4, Message("standby", paused)), 1.5) == [Drain(2, 0.0)]
+
+
 def test_a_standby_not_paused_yet_is_activated_and_checks_itself() -> None:
     """It is still importing: only it knows what it will have read by its gate. A ``stale``
     answer (it had read a changed file: app 3 is never forked) starts a cold process at once;

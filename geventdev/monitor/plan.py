@@ -418,7 +418,13 @@ class Plan:
                 for older in self._standbys():
                     if older.gen < child.gen:
                         actions += self._discard(older)
-            return actions + self._replace_stale_standby(now)
+            actions += self._replace_stale_standby(now)
+            current = self.children.get(self.gen)
+            if self.reload and current is not None and current.ready and not actions:
+                # Activated before it paused, it paused where it was going to: maybe before a
+                # file no longer edited (``_on_ready`` could not tell yet).
+                actions += self._next_standby(now)
+            return actions
         if msg.type == "stale":
             return self._on_stale(child, int(msg.data.get("gen", 0)), now)
         if msg.type == "draining":
@@ -487,7 +493,7 @@ class Plan:
             return self._spawn(now, standby=True)
         waiting = standbys[0]
         recent = {form for path in self.recent for form in path_forms(path)}
-        behind = waiting.armed and waiting.at and not path_forms(waiting.at) & recent
+        behind = recent and waiting.armed and waiting.at and not path_forms(waiting.at) & recent
         if len(standbys) == 1 and behind:
             return self._spawn(now, standby=True)
         return []
