@@ -401,6 +401,7 @@ def serve(
     loaded, app = load(config, control, gate)
     if gate is not None:  # timed from the activation; the stop handlers are gevent's now
         loading = gate.released_at or loading
+        gate.zygote.thaw()
         stop_on_signals()
     import_ms = round((time.perf_counter() - loading) * 1000)
     started = make_server(listener, app, config)
