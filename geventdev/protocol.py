@@ -3,12 +3,12 @@
 The monitor hands each child two inherited file descriptors (``pass_fds``): the listening socket
 and one end of a ``socketpair`` used as the control channel. Messages on it are JSON lines both
 ways: the child reports (ready, watch, load_error, standby, restart, pin_failures, draining,
-debug_pin, patched, stale, forked, exited), the monitor sends ``load`` to a standby, ``changed``
-paths, ``drain``, ``pin_failures`` and ``patch`` paths; the channel hitting EOF tells the child
-that the monitor is gone. An app process a standby forks gets a channel of its own, passed with
-the ``load`` message (``SCM_RIGHTS``). Signals are left to the user (and to the app, which may
-install its own SIGTERM handler): a restart never sends one. Stdlib only: both sides import this
-module, the child before gevent has patched.
+debug_pin, patched, stale, forked, exited, took_over), the monitor sends ``load`` to a standby,
+``changed`` paths, ``drain``, ``pin_failures`` and ``patch`` paths; the channel hitting EOF tells
+the child that the monitor is gone. An app process a standby forks gets a channel of its own,
+passed with the ``load`` message (``SCM_RIGHTS``). Signals are left to the user (and to the app,
+which may install its own SIGTERM handler): a restart never sends one. Stdlib only: both sides
+import this module, the child before gevent has patched.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ MessageType = Literal[
     "stale",
     "forked",
     "exited",
+    "took_over",
 ]
 #: ``not_found``: the target names no module or no app (a usage error: the monitor exits at the
 #: first start). ``exception``: the user's code raised while loading (served as an error page).
@@ -93,7 +94,9 @@ class Message:
     serve; ``paths`` changed since the standby started, ``pin_failures``); a standby that a
     change in ``paths`` hit answers ``stale`` (``gen``: never forked) and retires (the monitor
     starts a cold process instead); else it reports ``forked`` (``gen``, ``pid``) and, once
-    that process has ended, ``exited`` (``gen``, ``returncode`` as ``Popen`` gives it). A
+    that process has ended, ``exited`` (``gen``, ``returncode`` as ``Popen`` gives it); or,
+    when a fork of it would differ from a cold start (a thread, a socket the project opened),
+    ``took_over`` (``gen``: never forked): the standby is the new app process itself. A
     ``drain`` retires a standby: it exits after the app processes it forked. And ``changed``
     (``paths`` changed that need no restart: templates, static files; for live reload).
     ``pin_failures``: the debugger's failed PIN count (``count``), kept across restarts.

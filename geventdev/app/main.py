@@ -171,8 +171,10 @@ def prepare_load(message: Message) -> None:
 
 
 def became_app(standby_pid: int, control: socket.socket) -> None:
-    """In an app process a standby just forked (``app.zygote``; its channel is in place)."""
-    tie_to_parent(standby_pid)
+    """In an app process a standby just forked (``app.zygote``; its channel is in place), or
+    in the standby itself when it takes over (``standby_pid`` 0)."""
+    if standby_pid:
+        tie_to_parent(standby_pid)
     for signum in (signal.SIGINT, signal.SIGTERM):  # nothing to drain until it serves
         signal.signal(signum, lambda _n, _f: os._exit(0))
     set_name(b"geventdev-load")  # not the standby's name: ps and tests tell them apart
@@ -333,6 +335,7 @@ def standby_gate(handoff: Handoff, control: socket.socket) -> Gate:
         prepare_load,
         lambda pid: became_app(pid, control),
         lambda: set_name(b"geventdev-old"),  # retired: waits for its apps (ps, tests)
+        keep_fds=(handoff.listen_fd,),
     )
     # Nothing to drain: a stop (Ctrl+C reaches the whole group) retires it, so it exits after
     # the app processes it forked. Plain handlers: gevent's run in its loop, and a standby

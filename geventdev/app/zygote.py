@@ -28,11 +28,13 @@ import array
 import gc
 import os
 import socket
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
 
 import gevent.os
+import gevent.socket
 from gevent import monkey
 
 from geventdev.protocol import Message
@@ -70,7 +72,8 @@ class Zygote:
     ``handle``: any other message from the monitor (``drain`` retires the standby: handled
     here). ``prepare``: run with a ``load`` before the fork (its environment is the app's).
     ``became_app``: run in the new process, with the pid of the standby it came from.
-    ``retiring``: run once when it retires (it renames the process).
+    ``on_retire``: run once when it retires (it renames the process). ``keep_fds``: sockets
+    every app process shares on purpose (the listening socket).
     """
 
     def __init__(
@@ -80,11 +83,13 @@ class Zygote:
         prepare: Callable[[Message], None],
         became_app: Callable[[int], None],
         on_retire: Callable[[], None] = lambda: None,
+        keep_fds: tuple[int, ...] = (),
     ) -> None:
         self.control_fd = control_fd
         self.sock = _socket.socket(fileno=control_fd)  # unpatched: no hub runs in a standby
         self.handle, self.prepare, self.became_app = handle, prepare, became_app
         self.on_retire = on_retire
+        self.keep_fds = keep_fds  # ours, shared on purpose with every app process (the port)
         self.apps: dict[int, tuple[int, int]] = {}  # pid -> (gen, pidfd)
         self.load: Load | None = None
         self.retiring = False
@@ -142,8 +147,52 @@ class Zygote:
             self.handle(message)
 
     # -- the apps -------------------------------------------------------------------------
+    def unshareable(self, keep: set[int]) -> str:
+        """Why an app process forked from us would not be what a cold start makes: a native
+        thread (a fork has only the thread that forked) or a socket the project opened while
+        loading ahead (a database connection made at import: each app process forked from us
+        would share it with the one still draining). "" if there is none."""
+        try:
+            if len(os.listdir("/proc/self/task")) > 1:
+                return "a thread"
+            fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+        except OSError:  # no /proc: the fork is taken on trust
+            return ""
+        for fd in set(fds) - keep:
+            try:
+                if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                    return "a socket"
+            except OSError:  # the listing's own fd, closed by now
+                continue
+        return ""
+
+    def take_over(self, load: Load) -> None:
+        """Become app process ``load.gen`` ourselves (the monitor is told: ``took_over``), as a
+        standby did before it forked: the last head start for such a project."""
+        self.load = None
+        self.prepare(load.message)
+        for fd in load.fds:
+            os.close(fd)
+        self.send(Message("took_over", {"gen": load.gen}))
+        self.retiring = True  # no more loads; the apps we forked are reaped while we serve
+        for pid, (gen, pidfd) in self.apps.items():
+            gevent.spawn(self._reap_later, pid, gen, pidfd)
+        self.apps.clear()
+        self.became_app(0)
+
+    def _reap_later(self, pid: int, gen: int, pidfd: int) -> None:
+        if pidfd >= 0:
+            gevent.socket.wait_read(pidfd)
+            os.close(pidfd)
+        _done, status = os.waitpid(pid, 0)
+        self.report(gen, status)
+
     def fork(self, load: Load) -> bool:
-        """Fork app process ``load.gen``; True in it (its channel is in place), False here."""
+        """Fork app process ``load.gen``; True in it (its channel is in place), False here.
+        If that would not be a cold start's equal (``unshareable``), we become it instead."""
+        if self.unshareable({0, 1, 2, self.control_fd, *self.keep_fds, *load.fds}):
+            self.take_over(load)
+            return True
         self.load = None
         self.prepare(load.message)
         standby = os.getpid()
@@ -200,10 +249,13 @@ class Zygote:
                 if pidfd >= 0:
                     os.close(pidfd)
                 del self.apps[pid]
-                code = os.waitstatus_to_exitcode(status)
-                self.send(Message("exited", {"gen": gen, "returncode": code}))
+                self.report(gen, status)
         if self.retiring and not self.apps:
             os._exit(0)
+
+    def report(self, gen: int, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        self.send(Message("exited", {"gen": gen, "returncode": code}))
 
     def refuse(self, load: Load, exit: bool = True) -> None:
         """Answer ``stale`` for app ``load.gen`` (never forked); retire unless ``exit`` is

@@ -192,6 +192,7 @@ class ChildState:
     parent: int = 0  # the standby an app process was forked from (0: the monitor started it)
     hot: tuple[str, ...] = ()  # a standby's hot files: it pauses before the first it meets
     at: str = ""  # the file a paused standby stopped before ("": the end of the load)
+    early: bool = False  # a standby activated before it paused (it forked from where it was)
 
     def stale(self, paths: frozenset[str] = frozenset()) -> bool:
         """Whether this armed standby read (or searched for) a path changed since it began."""
@@ -380,6 +381,7 @@ class Plan:
             # One not paused yet is activated too: it checks what it read itself (``stale``).
             if not cold and not waiting.stale(paths):
                 changed = tuple(sorted(waiting.changed | paths))
+                waiting.early = waiting.early or not waiting.armed
                 app = self._new(now, "app", parent=waiting.gen)
                 return [*actions, Activate(waiting.gen, changed, app=app.gen)]
             actions += self._discard(waiting)  # what it read ahead is stale
@@ -420,13 +422,16 @@ class Plan:
                         actions += self._discard(older)
             actions += self._replace_stale_standby(now)
             current = self.children.get(self.gen)
-            if self.reload and current is not None and current.ready and not actions:
+            ready = current is not None and current.ready
+            if child.early and self.reload and ready and not actions:
                 # Activated before it paused, it paused where it was going to: maybe before a
                 # file no longer edited (``_on_ready`` could not tell yet).
                 actions += self._next_standby(now)
             return actions
         if msg.type == "stale":
             return self._on_stale(child, int(msg.data.get("gen", 0)), now)
+        if msg.type == "took_over":
+            return self._on_took_over(child, int(msg.data.get("gen", 0)))
         if msg.type == "draining":
             child.closed = True
             return self._announce(now)
@@ -460,6 +465,16 @@ class Plan:
         if self.children.pop(gen, None) is None or gen != self.gen or self.stopping:
             return []
         return self._spawn(now)
+
+    def _on_took_over(self, standby: ChildState, gen: int) -> list[Action]:
+        """A fork of the standby would have shared a thread or socket the project opened while
+        loading ahead: the standby became app process ``gen`` itself (never forked)."""
+        if self.children.pop(gen, None) is None or self.stopping:
+            return []
+        standby.role = "app"
+        if gen == self.gen:
+            self.gen = standby.gen
+        return []
 
     def _on_ready(self, child: ChildState, data: dict[str, object], now: float) -> list[Action]:
         child.ready = True
@@ -500,7 +515,7 @@ class Plan:
 
     def _on_childexited(self, event: ChildExited, now: float) -> list[Action]:
         gone = self.children.pop(event.gen, None)
-        if gone is not None and gone.role != "app":
+        if gone is not None and any(c.parent == gone.gen for c in self.children.values()):
             # The apps it forked die with it (PR_SET_PDEATHSIG: SIGKILL); an exit it reported
             # came before its own (the monitor reads its channel to the end first).
             orphans = [c.gen for c in self.children.values() if c.parent == gone.gen]
