@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import struct
 import threading
 import time
 from pathlib import Path
@@ -163,3 +165,70 @@ def test_a_standby_killed_under_its_app_takes_the_app_along_and_the_server_recov
     server.wait_for_log(" * App was killed by SIGKILL (out of memory?); waiting for a change")
     wait_until(lambda: not pid_alive(app), 5, "the app gone with its standby")
     save_while_down(project, server, "recovered")
+
+
+def test_a_standby_holding_a_connection_made_at_import_serves_itself_instead_of_forking(
+    project: Path, dev_server, tmp_path: Path
+) -> None:
+    """A database connection made at import: a fork would share it with the app process
+    still draining (and with every later fork). The standby becomes the app itself, which
+    made its own connection, as a cold start would."""
+    address = str(tmp_path / "db.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(address)
+    listener.listen(16)
+    peers: list[int] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            peers.append(struct.unpack("3i", creds)[0])  # the pid that connected
+
+    threading.Thread(target=accept, daemon=True).start()
+    connect = f"""
+        import socket
+        DB = socket.socket(socket.AF_UNIX)
+        DB.connect({address!r})
+        """
+    make_project(project, extras={3: connect})
+    server: DevServer = dev_server("app.py", **CACHES_ON)
+    try:
+        edit(project, server, HOT, "hot")
+        standby = paused_standby(server, project, HOT)
+        assert standby in peers  # it connected while it loaded ahead
+        for value in ("one", "two"):
+            edit(project, server, HOT, value)
+            app = int(server.get("/pid").text)
+            assert app in peers, (app, peers)  # its own connection, not a shared one
+            assert parent_of(app) == server.pid
+    finally:
+        listener.close()
+
+
+def test_a_native_thread_started_at_import_runs_in_the_app_process(
+    project: Path, dev_server
+) -> None:
+    """A thread gevent did not patch (started with the original ``_thread``): a fork would
+    not have it; the standby that started it serves itself."""
+    ticks = project.parent / "ticks.log"
+    native = f"""
+        from gevent import monkey
+        import time as _time
+        def _tick():
+            while True:
+                with open({str(ticks)!r}, "a") as f:
+                    f.write(f"{{os.getpid()}}\\n")
+                monkey.get_original("time", "sleep")(0.05)
+        monkey.get_original("_thread", "start_new_thread")(_tick, ())
+        """
+    make_project(project, extras={3: native})
+    server: DevServer = dev_server("app.py", **CACHES_ON)
+    edit(project, server, HOT, "hot")
+    paused_standby(server, project, HOT)
+    edit(project, server, HOT, "again")
+    app = int(server.get("/pid").text)
+    wait_until(lambda: ticks.read_text().split().count(str(app)) > 3, 5, "the app's thread")
