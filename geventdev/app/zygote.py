@@ -31,6 +31,7 @@ import socket
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NoReturn
 
 import gevent.os
@@ -153,27 +154,29 @@ class Zygote:
         loading ahead (a database connection made at import: each app process forked from us
         would share it with the one still draining). "" if there is none."""
         try:
-            if len(os.listdir("/proc/self/task")) > 1:
-                return "a thread"
+            threads = os.listdir("/proc/self/task")
+            if len(threads) > 1:
+                names = {Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in threads}
+                return f"a thread ({', '.join(sorted(names))})"
             fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
         except OSError:  # no /proc: the fork is taken on trust
             return ""
         for fd in set(fds) - keep:
             try:
                 if stat.S_ISSOCK(os.fstat(fd).st_mode):
-                    return "a socket"
+                    return f"a socket (fd {fd})"
             except OSError:  # the listing's own fd, closed by now
                 continue
         return ""
 
-    def take_over(self, load: Load) -> None:
-        """Become app process ``load.gen`` ourselves (the monitor is told: ``took_over``), as a
-        standby did before it forked: the last head start for such a project."""
+    def take_over(self, load: Load, reason: str) -> None:
+        """Become app process ``load.gen`` ourselves (the monitor is told: ``took_over``, and
+        why), as a standby did before it forked: the last head start for such a project."""
         self.load = None
         self.prepare(load.message)
         for fd in load.fds:
             os.close(fd)
-        self.send(Message("took_over", {"gen": load.gen}))
+        self.send(Message("took_over", {"gen": load.gen, "reason": reason}))
         self.retiring = True  # no more loads; the apps we forked are reaped while we serve
         for pid, (gen, pidfd) in self.apps.items():
             gevent.spawn(self._reap_later, pid, gen, pidfd)
@@ -190,8 +193,9 @@ class Zygote:
     def fork(self, load: Load) -> bool:
         """Fork app process ``load.gen``; True in it (its channel is in place), False here.
         If that would not be a cold start's equal (``unshareable``), we become it instead."""
-        if self.unshareable({0, 1, 2, self.control_fd, *self.keep_fds, *load.fds}):
-            self.take_over(load)
+        reason = self.unshareable({0, 1, 2, self.control_fd, *self.keep_fds, *load.fds})
+        if reason:
+            self.take_over(load, reason)
             return True
         self.load = None
         self.prepare(load.message)

@@ -224,7 +224,7 @@ class Monitor:
             elif isinstance(action, Signal):
                 self.send_signal(action.gen, action.signum)
             elif isinstance(action, Log):
-                self.log(action.text)
+                logs.say(action.text, action.level)
             elif isinstance(action, Watch) and self.watcher is not None:
                 for directory in {Path(p).parent for p in action.paths}:
                     if self.watcher.watch(directory, recursive=False):

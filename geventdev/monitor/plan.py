@@ -29,6 +29,7 @@ last app (they would die with it: ``PR_SET_PDEATHSIG``); one without apps is kil
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from dataclasses import dataclass, field
@@ -124,6 +125,7 @@ class Signal:
 @dataclass(frozen=True)
 class Log:
     text: str
+    level: int | None = None  # None: from the text (``logs.level_of``)
 
 
 @dataclass(frozen=True)
@@ -431,7 +433,8 @@ class Plan:
         if msg.type == "stale":
             return self._on_stale(child, int(msg.data.get("gen", 0)), now)
         if msg.type == "took_over":
-            return self._on_took_over(child, int(msg.data.get("gen", 0)))
+            reason = str(msg.data.get("reason", ""))
+            return self._on_took_over(child, int(msg.data.get("gen", 0)), reason)
         if msg.type == "draining":
             child.closed = True
             return self._announce(now)
@@ -466,15 +469,17 @@ class Plan:
             return []
         return self._spawn(now)
 
-    def _on_took_over(self, standby: ChildState, gen: int) -> list[Action]:
-        """A fork of the standby would have shared a thread or socket the project opened while
-        loading ahead: the standby became app process ``gen`` itself (never forked)."""
+    def _on_took_over(self, standby: ChildState, gen: int, reason: str) -> list[Action]:
+        """A fork of the standby would have lacked a thread, or shared a socket, that the
+        project started while loading ahead: the standby became app process ``gen`` itself
+        (never forked). Said once in the debug log: it is the same on every restart."""
         if self.children.pop(gen, None) is None or self.stopping:
             return []
         standby.role = "app"
         if gen == self.gen:
             self.gen = standby.gen
-        return []
+        text = f" * The standby serves this restart itself (not a fork of it): it holds {reason}"
+        return [Log(text, logging.DEBUG)]
 
     def _on_ready(self, child: ChildState, data: dict[str, object], now: float) -> list[Action]:
         child.ready = True
