@@ -41,6 +41,8 @@ from gevent import monkey
 from geventdev.protocol import Message
 
 _real_select = monkey.get_original("select", "select")
+#: gevent's ``os.close`` (25.8.1+) defers the close to its loop, which never runs in a standby.
+_real_close = monkey.get_original("os", "close")
 #: Set while the standby forks an app process: the at-fork hooks that detach a process *the
 #: app* forks (``app.main.detach_forks``) must leave this one alone.
 OWN_FORK = [False]
@@ -175,7 +177,7 @@ class Zygote:
         self.load = None
         self.prepare(load.message)
         for fd in load.fds:
-            os.close(fd)
+            _real_close(fd)
         self.send(Message("took_over", {"gen": load.gen, "reason": reason}))
         self.retiring = True  # no more loads; the apps we forked are reaped while we serve
         for pid, (gen, pidfd) in self.apps.items():
@@ -186,7 +188,7 @@ class Zygote:
     def _reap_later(self, pid: int, gen: int, pidfd: int) -> None:
         if pidfd >= 0:
             gevent.socket.wait_read(pidfd)
-            os.close(pidfd)
+            _real_close(pidfd)
         _done, status = os.waitpid(pid, 0)
         self.report(gen, status)
 
@@ -214,7 +216,7 @@ class Zygote:
         if pid == 0:
             for _gen, pidfd in self.apps.values():  # the standby's children, not ours
                 if pidfd >= 0:
-                    os.close(pidfd)
+                    _real_close(pidfd)
             self.apps.clear()
             self.sock.detach()  # the fd number is about to be the app's own channel
             if load.fds:
@@ -223,11 +225,11 @@ class Zygote:
                 # (a flag of the open file, which the monitor's new socket does not have).
                 os.set_blocking(self.control_fd, False)
             for fd in load.fds:
-                os.close(fd)
+                _real_close(fd)
             self.became_app(standby)
             return True
         for fd in load.fds:
-            os.close(fd)
+            _real_close(fd)
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:  # Linux < 5.3: its exit is seen at the next poll
@@ -251,7 +253,7 @@ class Zygote:
                 done, status = pid, 1 << 8
             if done:
                 if pidfd >= 0:
-                    os.close(pidfd)
+                    _real_close(pidfd)
                 del self.apps[pid]
                 self.report(gen, status)
         if self.retiring and not self.apps:
@@ -266,7 +268,7 @@ class Zygote:
         False (a ``load`` that came after the retirement began)."""
         self.load = None
         for fd in load.fds:
-            os.close(fd)
+            _real_close(fd)
         self.send(Message("stale", {"gen": load.gen}))
         if exit:
             self.retire()
