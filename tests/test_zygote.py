@@ -185,8 +185,10 @@ def test_a_standby_holding_a_connection_made_at_import_serves_itself_instead_of_
                 conn, _ = listener.accept()
             except OSError:
                 return
-            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            peers.append(struct.unpack("3i", creds)[0])  # the pid that connected
+            with conn:
+                size = struct.calcsize("3i")
+                creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, size)
+                peers.append(struct.unpack("3i", creds)[0])  # the pid that connected
 
     threading.Thread(target=accept, daemon=True).start()
     connect = f"""
