@@ -49,6 +49,17 @@ def serve_project(project: Path, dev_server) -> DevServer:  # type: ignore[no-un
     return server
 
 
+def forked_app(project: Path, dev_server, value: str) -> tuple[DevServer, int, int]:  # type: ignore[no-untyped-def]
+    """The server, its standby paused before m15, and the app process forked from it for an
+    edit of m15 to ``value``."""
+    server = serve_project(project, dev_server)
+    standby = paused_standby(server, project, HOT)
+    edit(project, server, HOT, value)
+    app = int(server.get("/pid").text)
+    assert parent_of(app) == standby
+    return server, standby, app
+
+
 def write_routes(project: Path) -> None:
     app = project / "app.py"
     app.write_text(app.read_text() + ROUTES.format(started=str(slow_started(project))))
@@ -74,11 +85,8 @@ def shared_anonymous_kb(pid: int) -> int:
 def test_the_app_process_is_forked_from_the_standby_and_shares_its_memory(
     project: Path, dev_server
 ) -> None:
-    server = serve_project(project, dev_server)
-    standby = paused_standby(server, project, HOT)
-    edit(project, server, HOT, "forked")
-    app = int(server.get("/pid").text)
-    assert parent_of(app) == standby and process_name(app) == "geventdev-app"
+    _server, _standby, app = forked_app(project, dev_server, "forked")
+    assert process_name(app) == "geventdev-app"
     # gevent, Flask, the first 15 modules: loaded once, in the standby.
     assert shared_anonymous_kb(app) > 8 * 1024, shared_anonymous_kb(app)
     assert imported_by(project, app) == [f"m{i:02d}" for i in range(HOT, COUNT)]
@@ -115,10 +123,7 @@ def save_while_down(project: Path, server: DevServer, value: str) -> None:
 
 def test_the_exit_of_a_forked_app_is_reported_like_any_other(project: Path, dev_server) -> None:
     """The standby is its parent: it reaps it and tells the monitor how it ended."""
-    server = serve_project(project, dev_server)
-    paused_standby(server, project, HOT)
-    edit(project, server, HOT, "exit-code")
-    assert parent_of(int(server.get("/pid").text)) != server.pid
+    server, _standby, _app = forked_app(project, dev_server, "exit-code")
     try:
         server.get("/exit/3", timeout=5)
     except requests.ConnectionError:
@@ -135,11 +140,7 @@ def test_a_standby_no_longer_wanted_waits_for_its_app_to_drain(project: Path, de
     """An edit of a module the standby read: it cannot serve it (a cold start does), but the app
     it forked still serves a request in flight: the standby retires, and exits after that app
     has drained (it would die with the standby)."""
-    server = serve_project(project, dev_server)
-    standby = paused_standby(server, project, HOT)
-    edit(project, server, HOT, "from-standby")
-    app = int(server.get("/pid").text)
-    assert parent_of(app) == standby
+    server, standby, app = forked_app(project, dev_server, "from-standby")
     answer: list[str] = []
     slow = threading.Thread(target=lambda: answer.append(server.get("/slow").text))
     slow.start()
@@ -157,10 +158,7 @@ def test_a_standby_no_longer_wanted_waits_for_its_app_to_drain(project: Path, de
 def test_a_standby_killed_under_its_app_takes_the_app_along_and_the_server_recovers(
     project: Path, dev_server
 ) -> None:
-    server = serve_project(project, dev_server)
-    standby = paused_standby(server, project, HOT)
-    edit(project, server, HOT, "from-standby")
-    app = int(server.get("/pid").text)
+    server, standby, app = forked_app(project, dev_server, "from-standby")
     os.kill(standby, signal.SIGKILL)  # the OOM killer, a user's kill -9
     server.wait_for_log(" * App was killed by SIGKILL (out of memory?); waiting for a change")
     wait_until(lambda: not pid_alive(app), 5, "the app gone with its standby")
