@@ -232,7 +232,7 @@ class Zygote:
             _real_close(fd)
         try:
             pidfd = os.pidfd_open(pid)
-        except OSError:  # Linux < 5.3: its exit is seen at the next poll
+        except (OSError, AttributeError):  # Linux < 5.3, macOS: its exit is seen at a poll
             pidfd = -1
         self.apps[pid] = (load.gen, pidfd)
         self.send(Message("forked", {"gen": load.gen, "pid": pid}))
