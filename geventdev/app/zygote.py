@@ -112,7 +112,10 @@ class Zygote:
         """Read the messages waiting (with ``block``, wait for the first message or app exit),
         and reap the apps that exited."""
         pidfds = [pidfd for _gen, pidfd in self.apps.values() if pidfd >= 0]
-        ready = _real_select([self.control_fd, *pidfds], [], [], None if block else 0)[0]
+        timeout = None if block else 0.0
+        if block and len(pidfds) < len(self.apps):  # no pidfd (macOS): look again soon
+            timeout = 0.2
+        ready = _real_select([self.control_fd, *pidfds], [], [], timeout)[0]
         if self.control_fd in ready:
             self._read_message()
             while _real_select([self.control_fd], [], [], 0)[0]:
