@@ -234,3 +234,20 @@ def test_a_native_thread_started_at_import_runs_in_the_app_process(
     edit(project, server, HOT, "again")
     app = int(server.get("/pid").text)
     wait_until(lambda: ticks.read_text().split().count(str(app)) > 3, 5, "the app's thread")
+
+
+def test_a_standby_holding_an_sqlite_database_opened_at_import_serves_itself(
+    project: Path, dev_server, tmp_path: Path
+) -> None:
+    """SQLite's connection must not cross a fork: the standby that opened it is the app."""
+    opens = f"""
+        import sqlite3
+        DB = sqlite3.connect({str(tmp_path / "app.db")!r}, check_same_thread=False)
+        DB.execute("create table if not exists t (x)")
+        """
+    make_project(project, extras={3: opens})
+    server: DevServer = dev_server("app.py", **CACHES_ON)
+    edit(project, server, HOT, "hot")
+    standby = paused_standby(server, project, HOT)
+    edit(project, server, HOT, "served-by-the-standby")
+    assert int(server.get("/pid").text) == standby

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import _socket
 import array
+import fcntl
 import gc
 import os
 import socket
@@ -41,7 +42,8 @@ from gevent import monkey
 from geventdev.protocol import Message
 
 _real_select = monkey.get_original("select", "select")
-#: gevent's ``os.close`` (25.8.1+) defers the close to its loop, which never runs in a standby.
+#: gevent's ``os.close`` (25.8.1+) defers the close to its loop, which never runs in a standby
+#: (https://github.com/gevent/gevent/issues/2100).
 _real_close = monkey.get_original("os", "close")
 #: Set while the standby forks an app process: the at-fork hooks that detach a process *the
 #: app* forks (``app.main.detach_forks``) must leave this one alone.
@@ -155,9 +157,10 @@ class Zygote:
     # -- the apps -------------------------------------------------------------------------
     def unshareable(self, keep: set[int]) -> str:
         """Why an app process forked from us would not be what a cold start makes: a native
-        thread (a fork has only the thread that forked) or a socket the project opened while
+        thread (a fork has only the thread that forked), a socket the project opened while
         loading ahead (a database connection made at import: each app process forked from us
-        would share it with the one still draining). "" if there is none."""
+        would share it with the one still draining), or a file open for reading and writing
+        (an SQLite database). "" if there is none."""
         try:
             threads = os.listdir("/proc/self/task")
             if len(threads) > 1:
@@ -166,12 +169,17 @@ class Zygote:
             fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
         except OSError:  # no /proc: the fork is taken on trust
             return ""
-        for fd in set(fds) - keep:
+        for fd in sorted(set(fds) - keep):
             try:
-                if stat.S_ISSOCK(os.fstat(fd).st_mode):
-                    return f"a socket (fd {fd})"
+                mode, flags = os.fstat(fd).st_mode, fcntl.fcntl(fd, fcntl.F_GETFL)
             except OSError:  # the listing's own fd, closed by now
                 continue
+            if stat.S_ISSOCK(mode):
+                return f"a socket (fd {fd})"
+            # A file open for reading and writing: SQLite's database, which must not cross a
+            # fork (https://www.sqlite.org/howtocorrupt.html#_carrying_an_open_database_connection_across_a_fork_).
+            if stat.S_ISREG(mode) and flags & os.O_ACCMODE == os.O_RDWR:
+                return f"a file open for writing and reading (fd {fd})"
         return ""
 
     def take_over(self, load: Load, reason: str) -> None:
