@@ -434,3 +434,24 @@ def test_with_no_older_process_restarted_is_logged_at_ready() -> None:
     plan.step(ChildExited(1, -signal.SIGKILL), 1.0)
     plan.step(Changes({"/p/app.py": "restart"}), 2.0)
     assert plan.step(ChildMessage(2, READY), 2.1) == [Log(" * Restarted in 100 ms")]
+
+
+def test_a_cold_start_is_forked_by_a_new_standby_once_it_paused() -> None:
+    """With ``fork_cold`` (the monitor's setting with the standby on), a cold start is a new
+    standby told at once to fork the app where it pauses; it stays, and no other starts."""
+    plan = Plan(graceful_timeout=5.0, standby=True, fork_cold=True, cwd="/p")
+    assert plan.step(Start(), 0.0) == [Spawn(1, standby=True), Activate(1, (), app=2, wait=True)]
+    paused = {"paths": [], "at": "/p/app.py"}
+    assert plan.step(ChildMessage(1, Message("standby", paused)), 0.5) == []
+    assert plan.step(ChildMessage(2, READY), 0.6) == []  # no second standby
+    actions = plan.step(Changes({"/p/app.py": "restart"}), 1.0)
+    assert actions[1:] == [Activate(1, ("/p/app.py",), app=3)]
+    assert plan.step(ChildMessage(3, READY), 1.1) == [Drain(2, 5.0)]
+    # A restart by hand starts over: the standby retires (its app 3 serves until 5 is ready).
+    actions = plan.step(Restart("SIGHUP"), 2.0)
+    assert actions[1:] == [
+        Drain(1, 0.0),
+        Spawn(4, standby=True, hot=("/p/app.py",)),
+        Activate(4, (), app=5, wait=True),
+    ]
+    assert plan.children[1].role == "retired"

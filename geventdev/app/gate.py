@@ -240,9 +240,9 @@ class Gate:
         True in the app process (it stops recording), False in the standby, which goes on."""
         if self.released_at is not None:
             return True
-        self.zygote.poll(block)
+        self.zygote.poll(block and self.zygote.load is None)  # one taken early may wait here
         load = self.zygote.load
-        if load is None:
+        if load is None or (load.wait and not block):  # a cold start forks at the pause
             return False
         self.go = load.paths
         if self.stale():

@@ -70,6 +70,11 @@ class Load:
     def paths(self) -> list[str]:
         return list(self.message.data.get("paths", ()))
 
+    @property
+    def wait(self) -> bool:
+        """Fork once loaded up to the pause point (a cold start), not at the next chance."""
+        return bool(self.message.data.get("wait"))
+
 
 class Zygote:
     """The control channel of a standby, and the app processes it forked.

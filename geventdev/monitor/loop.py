@@ -80,6 +80,7 @@ class Monitor:
             graceful_timeout=config.graceful_timeout,
             reload=config.use_reloader,
             standby=config.standby,
+            fork_cold=config.standby and config.use_reloader,
             cold_files=frozenset(dotenv_files),
             patch=config.patch,
         )
@@ -282,7 +283,7 @@ class Monitor:
         ours, theirs = socket.socketpair()
         self.listen(action.app, ours)
         load = {"pin_failures": self.pin_failures, "debug_pin": self.debug_pin}
-        data = {**load, "paths": list(action.paths), "gen": action.app}
+        data = {**load, "paths": list(action.paths), "gen": action.app, "wait": action.wait}
         self.send(action.gen, Message("load", data), fds=[theirs.fileno()])
         theirs.close()
 

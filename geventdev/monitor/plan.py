@@ -105,6 +105,7 @@ class Activate:
     gen: int
     paths: tuple[str, ...] = ()
     app: int = 0
+    wait: bool = False  # fork when it has loaded up to its pause point, not before
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,9 @@ class Plan:
     #: (gen, line, change time): the line that says the swap to ``gen`` is done, logged once
     #: no older app process accepts connections any more ("{ms}" becomes the time it took).
     announce: tuple[int, str, float] | None = None
+    #: Cold starts too go through a new standby (``_cold_through_standby``); the monitor sets
+    #: it with ``standby`` (the unit tests of the other decisions use plain cold starts).
+    fork_cold: bool = False
     patch: bool = False  # try an in-place patch of .py edits before restarting
     patching: tuple[int, frozenset[str], float] | None = None  # (gen, paths, asked at)
     recent: tuple[str, ...] = ()  # .py files edited, most recent first (a standby's hot files)
@@ -268,11 +272,23 @@ class Plan:
     def _spawn(self, now: float, standby: bool = False) -> list[Action]:
         if self.stopping:  # e.g. a standby for an app that said ready after a fatal not_found
             return []
+        if not standby and self.fork_cold:
+            return self._cold_through_standby(now)
         child = self._new(now, "standby" if standby else "app")
         if not standby:
             return [Spawn(child.gen)]
         child.hot = self.recent
         return [Spawn(child.gen, standby=True, hot=self.recent)]
+
+    def _cold_through_standby(self, now: float) -> list[Action]:
+        """A cold start (the first one, or when no standby can serve) made by a new standby: it
+        loads up to the files edited last, forks the app process there and stays paused, the
+        next restart's head start. The same work as a cold interpreter, and the app shares its
+        memory with the standby; no second interpreter imports everything once it serves."""
+        spawn = self._spawn(now, standby=True)
+        standby = self.children[self.last_gen]
+        app = self._new(now, "app", parent=standby.gen)
+        return [*spawn, Activate(standby.gen, (), app=app.gen, wait=True)]
 
     def _stop(self, child: ChildState, signum: int, timeout: float, now: float) -> list[Action]:
         if child.kill_at is not None:
