@@ -23,7 +23,7 @@ from gevent.event import Event  # noqa: E402
 from gevent.socket import wait_read  # noqa: E402
 
 from geventdev import logs  # noqa: E402
-from geventdev.app import bytecode, notify, patch, routing  # noqa: E402
+from geventdev.app import blocking, bytecode, notify, patch, routing  # noqa: E402
 from geventdev.app.gate import Gate  # noqa: E402
 from geventdev.app.loader import (  # noqa: E402
     LoadedApp,
@@ -314,6 +314,8 @@ def main() -> None:
     if handoff.standby:  # import the libraries now, then the project up to a hot file
         gate = standby_gate(handoff, control)  # before preloading: a "load" may come any time
         preload(list(handoff.preload), gate.activated)
+        if gate.released_at is None:  # still the standby (not forked while preloading)
+            blocking.look_up_plugins()
         gate.start(split_modules(PREFIXES)[1])
     else:  # a standby reads its channel itself (``app.zygote``); its app processes do this
         gevent.spawn(watch_monitor, control)
