@@ -94,3 +94,26 @@ def test_preload_imports_and_survives_bad_names() -> None:
     preload(["json", "no_such_module_anywhere_xyz", "this.is.not.valid"])
     assert "json" in sys.modules and "no_such_module_anywhere_xyz" not in sys.modules
     assert "flask" in BASELINE
+
+
+def test_gevents_plugin_lookup_for_the_monitor_thread_is_answered_from_the_standby() -> None:
+    """The standby looks up once (``look_up_plugins``) what gevent looks up in every installed
+    distribution at each monitor-thread start; any other entry-point query is left alone."""
+    from importlib import metadata
+
+    from gevent.events import PeriodicMonitorThreadStartedEvent
+
+    from geventdev.app import blocking
+
+    group = PeriodicMonitorThreadStartedEvent.ENTRY_POINT_NAME
+    original = metadata.entry_points
+    try:
+        blocking.look_up_plugins()
+        assert list(blocking._PLUGINS[0]) == list(metadata.entry_points(group=group))
+        with blocking.plugins_looked_up():
+            assert metadata.entry_points(group=group) is blocking._PLUGINS[0]
+            scripts = metadata.entry_points(group="console_scripts")
+            assert "geventdev" in {ep.name for ep in scripts}
+        assert metadata.entry_points is original
+    finally:
+        blocking._PLUGINS.clear()
