@@ -488,7 +488,7 @@ class Plan:
     def _on_took_over(self, standby: ChildState, gen: int, reason: str) -> list[Action]:
         """A fork of the standby would have lacked a thread, or shared a socket, that the
         project started while loading ahead: the standby became app process ``gen`` itself
-        (never forked). Said once in the debug log: it is the same on every restart."""
+        (never forked). Said in the debug log only: it is the same at every restart."""
         if self.children.pop(gen, None) is None or self.stopping:
             return []
         standby.role = "app"
