@@ -193,7 +193,6 @@ class ChildState:
     failed: bool = False  # its load failed: it serves the error page
     changed: frozenset[str] = frozenset()  # every path changed since this standby began
     parent: int = 0  # the standby an app process was forked from (0: the monitor started it)
-    hot: tuple[str, ...] = ()  # a standby's hot files: it pauses before the first it meets
     at: str = ""  # the file a paused standby stopped before ("": the end of the load)
     early: bool = False  # a standby activated before it paused (it forked from where it was)
 
@@ -277,7 +276,6 @@ class Plan:
         child = self._new(now, "standby" if standby else "app")
         if not standby:
             return [Spawn(child.gen)]
-        child.hot = self.recent
         return [Spawn(child.gen, standby=True, hot=self.recent)]
 
     def _cold_through_standby(self, now: float) -> list[Action]:
