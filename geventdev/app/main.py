@@ -327,13 +327,9 @@ def standby_gate(handoff: Handoff, control: socket.socket) -> Gate:
     """The gate a standby loads the project through (``app.gate``), and the channel it forks
     app processes on (``app.zygote``)."""
 
-    def handle(message: Message) -> None:
-        if message.type == "pin_failures":  # for the app processes it will fork
-            os.environ[ENV_PIN_FAILURES] = str(message.data.get("count", 0))
-
     zygote = Zygote(
         control.fileno(),
-        handle,
+        lambda message: handle_message(message, control),  # PIN failures: for its forks
         prepare_load,
         lambda pid: became_app(pid, control),
         lambda: set_name(b"geventdev-old"),  # retired: waits for its apps (ps, tests)

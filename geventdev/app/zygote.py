@@ -27,6 +27,7 @@ import _socket
 import array
 import fcntl
 import gc
+import io
 import os
 import socket
 import stat
@@ -39,7 +40,7 @@ import gevent.os
 import gevent.socket
 from gevent import monkey
 
-from geventdev.protocol import Message
+from geventdev.protocol import Message, iter_messages
 
 _real_select = monkey.get_original("select", "select")
 #: gevent's ``os.close`` (25.8.1+) defers the close to its loop, which never runs in a standby
@@ -145,9 +146,8 @@ class Zygote:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
             line += byte
-        try:
-            message = Message.decode(line)
-        except (ValueError, KeyError, TypeError, AttributeError):
+        message = next(iter_messages(io.BytesIO(line)), None)
+        if message is None:  # malformed: dropped, as ``iter_messages`` drops it
             return
         if message.type == "load":
             if self.retiring or self.load is not None:  # not ours to serve any more
