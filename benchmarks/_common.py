@@ -37,6 +37,10 @@ PY = sys.executable
 T = TypeVar("T")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 RUNNING = re.compile(r" \* Running on http://127\.0\.0\.1:(\d+)")
+#: geventdev's own lines after a save: "the new code serves now", and how long it took.
+PATCHED = re.compile(r" \* Patched .* in (\d+) ms")
+RESTARTED = re.compile(r" \* Restarted in (\d+) ms")
+NEVER = float("inf")  # a save whose new code was not served within the limit
 
 #: An app whose only page says ``{token}``: edits swap the token (reload and idle runs).
 TOKEN_APP = """\
@@ -209,6 +213,34 @@ def http_get(
         return response.status, response.read()
     finally:
         conn.close()
+
+
+def served(port: int, path: str, token: str, limit: float) -> float:
+    """Seconds until ``path`` answers 200 with ``token`` in it (a GET every 10 ms on a fresh
+    connection), or ``NEVER`` after ``limit`` seconds: how long a save took to be served."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        try:
+            status, body = http_get(port, path, timeout=5)
+            if status == 200 and token.encode() in body:
+                return time.monotonic() - t0
+        except (OSError, http.client.HTTPException):
+            pass
+        time.sleep(0.01)
+    return NEVER
+
+
+def own_log(log: Callable[[], str], before: str, timeout: float = 3.0) -> tuple[float, bool]:
+    """geventdev's own time for the save (ms) from the log written after ``before``, and
+    whether it was patched in place; (nan, False) if no such line comes within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        new = log()[len(before) :]
+        found = PATCHED.search(new) or RESTARTED.search(new)
+        if found:
+            return float(found.group(1)), found.re is PATCHED
+        time.sleep(0.02)
+    return float("nan"), False
 
 
 def wait_http(

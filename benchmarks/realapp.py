@@ -38,7 +38,6 @@ import http.client
 import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import time
@@ -48,6 +47,7 @@ from pathlib import Path
 
 from _common import (
     HERE,
+    NEVER,
     PY,
     RUNNING,
     Proc,
@@ -60,9 +60,11 @@ from _common import (
     http_get,
     median,
     ms,
+    own_log,
     proc_mb,
     ratio,
     rss_mb,
+    served,
     server_list,
     shuffled,
     table,
@@ -85,9 +87,6 @@ GEVENTDEV_OPTIONS = {
     "geventdev_nostandby": ["--no-standby"],
 }
 REQUIREMENT = "pgadmin4==9.18"
-NEVER = float("inf")
-PATCHED = re.compile(r" \* Patched .* in (\d+) ms")
-RESTARTED = re.compile(r" \* Restarted in (\d+) ms")
 REPO = HERE.parent
 
 
@@ -280,19 +279,6 @@ class Run:
     load: str = ""
 
 
-def served(port: int, url: str, token: str, limit: float) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < limit:
-        try:
-            status, body = http_get(port, url, timeout=5)
-            if status == 200 and token.encode() in body:
-                return time.monotonic() - t0
-        except (OSError, http.client.HTTPException):
-            pass
-        time.sleep(0.01)
-    return NEVER
-
-
 def old_after_new(port: int, url: str, token: str) -> int:
     """GETs (of 5) that do not serve the new text once it has been served."""
     bad = 0
@@ -303,18 +289,6 @@ def old_after_new(port: int, url: str, token: str) -> int:
         except (OSError, http.client.HTTPException):
             bad += 1
     return bad
-
-
-def own_log(proc: Proc, before: str, edit: Edit) -> None:
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        new = proc.log()[len(before) :]
-        found = PATCHED.search(new) or RESTARTED.search(new)
-        if found:
-            edit.log_ms = float(found.group(1))
-            edit.patched = found.re is PATCHED
-            return
-        time.sleep(0.02)
 
 
 def run_server(
@@ -354,7 +328,7 @@ def run_server(
                 if edit.seconds != NEVER:
                     edit.old_after_new = old_after_new(port, url, token)
                     if name.startswith("geventdev"):
-                        own_log(proc, before, edit)
+                        edit.log_ms, edit.patched = own_log(proc.log, before)
                 run.edits.append(edit)
                 how = f" ({'patched' if edit.patched else 'restarted'} in {edit.log_ms:.0f} ms)"
                 print(

@@ -19,9 +19,7 @@ reloader and child), after the edits.
 
 from __future__ import annotations
 
-import http.client
 import random
-import re
 import subprocess
 import time
 from collections import defaultdict
@@ -30,6 +28,7 @@ from pathlib import Path
 
 from _common import (
     HERE,
+    NEVER,
     PY,
     Proc,
     Workdir,
@@ -38,11 +37,12 @@ from _common import (
     free_port,
     group_members,
     header,
-    http_get,
     median,
     ms,
+    own_log,
     ratio,
     rss_mb,
+    served,
     server_list,
     shuffled,
     start_geventdev,
@@ -53,9 +53,6 @@ from _common import (
 
 KNOWN = ("geventdev", "geventdev_patch", "werkzeug_stat", "gunicorn_reload")
 KINDS = ("body", "route", "second")
-NEVER = float("inf")
-PATCHED = re.compile(r" \* Patched .* in (\d+) ms")
-RESTARTED = re.compile(r" \* Restarted in (\d+) ms")
 
 MODULE = '''"""Blueprint {i}: orders of shop {i} (generated for the scaling benchmark)."""
 
@@ -162,19 +159,6 @@ def server_argv(name: str, port: int) -> list[str]:
     ]
 
 
-def edit_once(proc: Proc, path: Path, url: str, token: str, limit: float) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < limit:
-        try:
-            status, body = http_get(proc.port or 0, url, timeout=5)
-            if status == 200 and token.encode() in body:
-                return time.monotonic() - t0
-        except (OSError, http.client.HTTPException):
-            pass
-        time.sleep(0.01)
-    return NEVER
-
-
 def run_server(
     name: str, size: int, work: Workdir, rnd: int, edits: int, limit: float
 ) -> tuple[list[Edit], float]:
@@ -212,18 +196,10 @@ def run_server(
                     text, url = text + ROUTE.format(k=i, token=token), f"/m{mid}/added{i}"
                 before = proc.log() if name.startswith("geventdev") else ""
                 module.write_text(text)
-                seconds = edit_once(proc, module, url, token, limit)
+                seconds = served(proc.port or 0, url, token, limit)
                 edit = Edit(size, kind, seconds)
                 if name.startswith("geventdev") and seconds != NEVER:
-                    deadline = time.monotonic() + 3
-                    while time.monotonic() < deadline:
-                        new = proc.log()[len(before) :]
-                        found = PATCHED.search(new) or RESTARTED.search(new)
-                        if found:
-                            edit.log_ms = float(found.group(1))
-                            edit.patched = found.re is PATCHED
-                            break
-                        time.sleep(0.02)
+                    edit.log_ms, edit.patched = own_log(proc.log, before)
                 results.append(edit)
                 how = " (patched)" if edit.patched else ""
                 print(
