@@ -176,11 +176,12 @@ class Config:
         ),
     )
     patch: bool = field(
-        default=False,
+        default=True,
         metadata=_opt(
             "--patch/--no-patch",
-            help="Experimental: apply an edit inside function bodies to the running app in "
-            "place, when that is provably the same as a restart; else restart.",
+            help="Serve an edit inside function bodies from a fresh copy of the loaded app "
+            "with the new code swapped in, when that is provably the same as a restart; "
+            "else restart.",
             envvar=("GEVENTDEV_PATCH",),
         ),
     )

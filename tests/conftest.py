@@ -172,11 +172,16 @@ class DevServer(ServerProcess):
         return wait_until(check, timeout, f"{text!r} at {path}; log:\n{self.log()}")
 
     def children(self) -> list[int]:
-        """Every process the monitor started, and every app process a warm standby forked
-        (``app.zygote``); not the processes an app itself starts."""
-        direct = children_of(self.pid)
-        forked = [p for c in direct if process_name(c) != "geventdev-app" for p in children_of(c)]
-        return direct + forked
+        """Every process the monitor started, every app process a warm standby forked
+        (``app.zygote``) and every worker of a loaded app kept pristine (``app.pristine``); not
+        the processes an app itself starts."""
+        found, todo = [], children_of(self.pid)
+        while todo:
+            pid = todo.pop(0)
+            found.append(pid)
+            if process_name(pid) != "geventdev-app":
+                todo += children_of(pid)
+        return found
 
     def apps(self) -> list[int]:
         return [pid for pid in self.children() if process_name(pid) == "geventdev-app"]

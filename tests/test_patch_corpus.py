@@ -1,4 +1,4 @@
-"""The differential corpus: every edit applied to a server that patches in place and to one that
+"""The differential corpus: every edit applied to a server that patches and to one that
 restarts (``--no-patch``), side by side, must give identical answers on every route.
 
 Two real servers on two copies of one project, reused across the whole corpus (one pair, so the
@@ -8,7 +8,9 @@ both. Steps also say which path the patching server must take: the plain body ed
 patched (the fast path is real), the traps must restart (a helper used at import, a decorator,
 a default argument, a class attribute, a module constant, a closure made at load with other free
 variables, ``lru_cache``, a method of a declarative model whose metaclass or ``__init_subclass__``
-copies and calls methods, a syntax error, a new route, a module imported after the load).
+copies and calls methods, a syntax error, a new route, a module imported after the load). What
+requests left behind must be gone after a patch as after a restart: a caller's memo of an edited
+helper's result, an ``lru_cache``'d caller of one, a request counter (``app.pristine``).
 Error pages are compared by their exception line and the project frames' line numbers.
 """
 
@@ -133,6 +135,41 @@ def boom():
 @bp.route("/below")
 def below():
     raise LookupError("below")
+
+
+MEMO = {}
+HITS = [0]
+
+
+def heading():
+    return "heading v1"
+
+
+@bp.route("/memo")
+def memo():
+    if "page" not in MEMO:  # a caller's cache of the helper's result
+        MEMO["page"] = heading() + " (kept)"
+    return MEMO["page"]
+
+
+def banner_text():
+    return "banner v1"
+
+
+@functools.lru_cache(maxsize=None)
+def cached_banner():
+    return banner_text()
+
+
+@bp.route("/banner")
+def banner():
+    return cached_banner()
+
+
+@bp.route("/hits")
+def hits():
+    HITS[0] += 1
+    return str(HITS[0])
 """
 
 TRAPS = """
@@ -304,6 +341,9 @@ ROUTES = [
     "/added",
     "/label",
     "/lazy",
+    "/memo",
+    "/banner",
+    "/hits",
 ]
 
 
@@ -328,6 +368,9 @@ CORPUS = [
     Step("view raises", "views.py", 'return "no boom yet"', 'raise ValueError("boom v1")', "patch"),
     Step("after_request hook body", "views.py", '"stamp v1"', '"stamp v2"', "patch"),
     Step("property body", "views.py", '"label v1"', '"label v2"', "patch"),
+    Step("helper whose result a caller keeps", "views.py", '"heading v1"', '"heading v2"',
+         "patch"),
+    Step("helper of an lru_cache'd caller", "views.py", '"banner v1"', '"banner v2"', "patch"),
     Step("docstring", "views.py", '"Calc v1."', '"Calc v2."', "restart"),
     Step("module imported after the load", "lazy.py", '"lazy v1"', '"lazy v2"', "restart"),
     Step("partial's target body", "views.py", 'f"render {kind}"', 'f"rendered {kind}"',

@@ -1,5 +1,6 @@
-"""In-place patching seen from outside: the same process serves the new code, open pages are told
-to reload, SIGHUP stays a full restart, and ``--no-patch`` restarts."""
+"""Patching seen from outside: a fresh copy of the loaded app serves the new code, open pages
+reload, requests in flight finish on the old code, SIGHUP stays a full restart, and
+``--no-patch`` restarts."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import HELLO_APP, DevServer, wait_until, write
+from tests.conftest import HELLO_APP, DevServer, parent_of, process_name, wait_until, write
 
 pytestmark = pytest.mark.e2e
 #: Bytecode caches on (an empty value turns PYTHONDONTWRITEBYTECODE off), patching on.
@@ -35,26 +36,36 @@ def events(server: DevServer, timeout: float = 15.0) -> Iterator[tuple[str, obje
             yield name, json.loads(line.removeprefix("data: "))
 
 
-def test_a_body_edit_is_served_by_the_same_process_and_reloads_open_pages(
+def test_a_body_edit_is_served_by_a_fresh_copy_and_reloads_open_pages(
     dev_server: Callable[..., DevServer], project: Path
 ) -> None:
+    """The patch is applied to the loaded app kept as it was (``app.pristine``), and a fork of it
+    serves: a new process, as after a restart, made without loading anything."""
     write(project / "app.py", HELLO_APP)
     server = dev_server("app.py", **PATCHING)
     server.wait_for_text("/", "hello v1")
     pid = server.get("/pid").text
     stream = events(server)
-    assert next(stream)[0] == "hello"
+    hello = next(stream)
+    assert hello[0] == "hello"
+    assert str(server.child()) == pid
+    base = parent_of(server.child())
+    assert process_name(base) == "geventdev-base"
     write(project / "app.py", HELLO_APP.replace("hello v1", "hello v2, patched"))
-    assert next(stream) == ("reload", {"paths": ["app.py"]})
+    # The old worker drained: the page's event stream ends, the page reconnects, and the
+    # generation it is told is another one: it reloads (``livereload.js``).
+    assert list(stream) == []
+    assert next(events(server))[1] != hello[1]
     assert server.get("/").text == "hello v2, patched"
-    assert server.get("/pid").text == pid
+    assert server.get("/pid").text != pid
     log = server.wait_for_log(" * Patched 'app.py' in place: index() in ")
     assert " * Detected change in " not in log and " * Restarted in " not in log
+    assert parent_of(server.child()) == base  # the same loaded app, patched
 
     os.kill(server.pid, signal.SIGHUP)  # by hand: always a full restart
     server.wait_for_log(" * Restart requested (SIGHUP), restarting")
-    wait_until(lambda: server.get("/pid").text != pid, what="a new app process")
-    assert server.get("/").text == "hello v2, patched"
+    wait_until(lambda: parent_of(server.child()) != base, what="a new app process")
+    assert server.wait_for_text("/", "hello v2, patched")
 
 
 def test_no_patch_restarts(dev_server: Callable[..., DevServer], project: Path) -> None:
@@ -83,7 +94,7 @@ def slow():
 """
 
 
-def test_an_edit_to_a_function_running_right_now_restarts(
+def test_a_request_in_flight_finishes_on_the_old_code_as_across_a_restart(
     dev_server: Callable[..., DevServer], project: Path
 ) -> None:
     write(project / "app.py", SLOW_APP)
@@ -93,7 +104,7 @@ def test_an_edit_to_a_function_running_right_now_restarts(
         in_flight = pool.submit(server.get, "/slow")
         wait_until(lambda: (project / "started").exists(), what="the slow request running")
         write(project / "app.py", SLOW_APP.replace('"slow v1"', '"slow v2"'))
-        server.wait_for_log(" * Not patched in place: slow() is running right now")
-        assert in_flight.result().text == "slow v1"  # finished by the old process, old code
-    server.wait_for_log(" * Restarted in ")
+        server.wait_for_log(" * Patched 'app.py' in place: slow() in ")
+        assert in_flight.result().text == "slow v1"  # finished by the old worker, old code
+    assert " * Restarted in " not in server.log()
     assert server.wait_for_text("/slow", "slow v2")

@@ -8,6 +8,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import ctypes  # noqa: E402
+import gc  # noqa: E402
 import importlib  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
@@ -23,7 +24,7 @@ from gevent.event import Event  # noqa: E402
 from gevent.socket import wait_read  # noqa: E402
 
 from geventdev import logs  # noqa: E402
-from geventdev.app import blocking, bytecode, notify, patch, routing  # noqa: E402
+from geventdev.app import blocking, bytecode, notify, patch, pristine, routing, stack  # noqa: E402
 from geventdev.app.gate import Gate  # noqa: E402
 from geventdev.app.loader import (  # noqa: E402
     LoadedApp,
@@ -33,10 +34,11 @@ from geventdev.app.loader import (  # noqa: E402
     traceback_files,
 )
 from geventdev.app.preload import preload, split_modules  # noqa: E402
+from geventdev.app.pristine import Pristine  # noqa: E402
 from geventdev.app.stack import wrap_app  # noqa: E402
 from geventdev.app.zygote import Zygote, own_fork  # noqa: E402
 from geventdev.config import Config  # noqa: E402
-from geventdev.http.server import DevServer, make_server  # noqa: E402
+from geventdev.http.server import DevServer, make_server, prepare_fork  # noqa: E402
 from geventdev.paths import library_dirs  # noqa: E402
 from geventdev.protocol import (  # noqa: E402
     ENV_DEBUG_PIN,
@@ -71,7 +73,8 @@ GATE: list[Gate] = []
 
 def set_name(name: bytes) -> None:
     """Name the process in ``ps``/``top``/``/proc/PID/comm``: ``geventdev-app``, ``-wait`` (a
-    standby), ``-load`` (an app process forked from one, loading) or ``-old`` (a retired one)."""
+    standby), ``-load`` (an app process forked from one, loading), ``-old`` (a retired one) or
+    ``-base`` (a loaded app kept as it was, which its serving workers are forked from)."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, name)
 
@@ -182,11 +185,9 @@ def became_app(standby_pid: int, control: socket.socket) -> None:
 
 
 def apply_patch(control: socket.socket, paths: list[str]) -> None:
-    """Try the edit in place (``app.patch``); patched, open pages reload as after a restart."""
-    outcome = patch.attempt(paths)
-    send(control, Message("patched", outcome.to_message()))
-    if outcome.ok:
-        notify.publish(paths)
+    """A ``patch`` reaching the serving process: it has no pristine copy to patch
+    (``keep_pristine``), so the answer is why not (``patch.decline``), and a restart follows."""
+    send(control, Message("patched", patch.attempt(paths).to_message()))
 
 
 def read_terminal(control: socket.socket, stopping: Callable[[], bool]) -> None:
@@ -388,10 +389,15 @@ def serve(
 
     DRAIN[0] = stop  # a restart: the monitor says "drain" (the app may own SIGTERM)
 
+    handlers: list[Any] = []
+
     def stop_on_signals() -> None:
-        gevent.signal_handler(signal.SIGTERM, gevent.spawn, stop, config.graceful_timeout)
-        interrupt = min(INTERRUPT_DRAIN, config.graceful_timeout)
-        gevent.signal_handler(signal.SIGINT, gevent.spawn, stop, interrupt)
+        handlers[:] = [
+            gevent.signal_handler(signal.SIGTERM, gevent.spawn, stop, config.graceful_timeout),
+            gevent.signal_handler(
+                signal.SIGINT, gevent.spawn, stop, min(INTERRUPT_DRAIN, config.graceful_timeout)
+            ),
+        ]
         accept_interrupts()
         set_name(b"geventdev-app")
 
@@ -400,20 +406,49 @@ def serve(
     routing.install()  # URL builders made on first use: ~90 % of registering a blueprint
     loading = time.perf_counter()
     loaded, app = load(config, control, gate)
-    if gate is not None:  # timed from the activation; the stop handlers are gevent's now
+    if gate is not None:  # timed from the activation
         loading = gate.released_at or loading
         gate.zygote.thaw()
+    worker = (
+        control is not None
+        and loaded is not None
+        and config.patch
+        and keep_pristine(control, listener, config, handlers)
+    )
+    if gate is not None or worker:  # the stop handlers are gevent's now
         stop_on_signals()
     import_ms = round((time.perf_counter() - loading) * 1000)
+    stack.start_threads()  # in the process that serves: a fork has only the forking thread
     started = make_server(listener, app, config)
     started.start()
     server = started
     SERVING[:] = [started]
     send(control, Message("ready", {"pid": os.getpid(), "import_ms": import_ms}))
-    gevent.spawn_later(0.1, patch.prepare)  # read the sources once serving has started
+    if worker:  # the pristine copy read the sources; ours are frozen (``Pristine.fork``)
+        gevent.spawn_later(0.1, gc.unfreeze)
+    else:
+        gevent.spawn_later(0.1, patch.prepare)  # read the sources once serving has started
     if control is not None and sys.stdin is not None and sys.stdin.isatty():
         gevent.spawn(read_terminal, control, lambda: server is None or server.draining or _forked)
     stopped.wait()
+
+
+def keep_pristine(
+    control: socket.socket, listener: socket.socket, config: Config, handlers: list[Any]
+) -> bool:
+    """With patching on, keep this loaded process as it is and serve from forks of it
+    (``app.pristine``): True in such a worker. False if a fork would not be a faithful copy
+    (edits then restart: ``patch.decline`` says why)."""
+    reason = pristine.keep(control.fileno(), listener.fileno())
+    if reason:
+        patch.decline(f"the loaded app holds {reason}, which a clean copy cannot share")
+        return False
+    for handler in handlers:  # gevent's: they run only in the hub, which runs no more here
+        handler.cancel()
+    set_name(b"geventdev-base")
+    prepare_fork(listener)
+    keeper = Pristine(control.fileno(), tie_to_parent, config.graceful_timeout)
+    return keeper.serve()
 
 
 def exit_now() -> None:

@@ -30,7 +30,6 @@ import gc
 import importlib.util
 import os
 import sys
-import time
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -253,6 +252,8 @@ class Patcher:
         self.graph: LoadGraph | None = None
         self.summaries: dict[str, ModuleSummary] = {}
         self.cwd = os.getcwd()
+        #: Live functions and running code, when they cannot change (``index_heap``).
+        self.heap: tuple[dict[str, list[types.FunctionType]], set[types.CodeType]] | None = None
 
     def read_sources(self) -> None:
         """Keep every tracked file's bytes as the load saw them, at once (before "ready": an
@@ -293,7 +294,6 @@ class Patcher:
 
     def attempt(self, paths: list[str]) -> Outcome:
         """Patch every file in ``paths``, or none of them."""
-        started = time.perf_counter()
         try:
             for path in paths:
                 self._decline_structural(os.path.realpath(path))
@@ -308,7 +308,6 @@ class Patcher:
             self._apply(plans)
         except Declined as exc:
             return Outcome(False, str(exc))
-        took = round((time.perf_counter() - started) * 1000)
         parts = []
         for plan in plans:
             rel = os.path.relpath(plan.path, self.cwd)
@@ -316,7 +315,7 @@ class Patcher:
             parts.append(f"{rel!r} in place: {names}")
             tracked = self.tracked[plan.path]
             tracked.source, tracked.parsed = plan.new_source, plan.parsed
-        return Outcome(True, f" * Patched {'; '.join(parts)} in {took} ms")
+        return Outcome(True, f" * Patched {'; '.join(parts)} in {{ms}} ms")
 
     def _decline_structural(self, path: str) -> None:
         """An edit outside function bodies is a restart whatever the load graph says: say so
@@ -418,34 +417,49 @@ class Patcher:
                     raise Declined(f"{name}() is a method of a class with __init_subclass__")
 
     def _apply(self, plans: list[FilePlan]) -> None:
-        """Find the live functions and frames (one ``gc`` pass), check, then swap all at once."""
-        by_file = {plan.filename: plan for plan in plans}
-        live: dict[str, list[types.FunctionType]] = {}
-        frames: list[types.FrameType] = list(sys._current_frames().values())
-        # One pass over the heap (~10 ms per 100k objects), typed by a set lookup: isinstance
-        # per object would cost several times more.
-        wanted = {types.FunctionType, types.GeneratorType, types.CoroutineType, *_subclasses()}
-        for obj in [o for o in gc.get_objects() if type(o) in wanted]:
-            if type(obj) is types.FunctionType:
-                filename = obj.__code__.co_filename
-                if filename in by_file:
-                    live.setdefault(filename, []).append(obj)
-                continue
-            frame = getattr(obj, "gr_frame", None) or getattr(obj, "gi_frame", None)
-            frame = frame or getattr(obj, "cr_frame", None)
-            if frame is not None:
-                frames.append(frame)
-        running = set()
-        for frame in frames:
-            f: types.FrameType | None = frame
-            while f is not None:
-                running.add(f.f_code)
-                f = f.f_back
+        """Find the live functions and frames, check, then swap all at once."""
+        live, running = self.heap or scan_heap({plan.filename for plan in plans})
         swaps: list[tuple[types.FunctionType, types.CodeType]] = []
         for plan in plans:
             swaps += plan.swaps(live.get(plan.filename, []), running)
         for function, code in swaps:
             function.__code__ = code
+
+    def index_heap(self) -> None:
+        """Scan the heap once, for every patch to come: in a process where nothing runs (the
+        pristine copy, ``app.pristine``), no function is made and no frame moves; a patch
+        swaps code, never functions."""
+        files = {getattr(t.module, "__file__", None) or path for path, t in self.tracked.items()}
+        self.heap = scan_heap(files)
+
+
+def scan_heap(
+    files: set[str],
+) -> tuple[dict[str, list[types.FunctionType]], set[types.CodeType]]:
+    """The live functions compiled from ``files``, by file, and the code of every frame on a
+    stack (threads, greenlets, suspended generators and coroutines)."""
+    live: dict[str, list[types.FunctionType]] = {}
+    frames: list[types.FrameType] = list(sys._current_frames().values())
+    # One pass over the heap (~10 ms per 100k objects), typed by a set lookup: isinstance per
+    # object would cost several times more.
+    wanted = {types.FunctionType, types.GeneratorType, types.CoroutineType, *_subclasses()}
+    for obj in [o for o in gc.get_objects() if type(o) in wanted]:
+        if type(obj) is types.FunctionType:
+            filename = obj.__code__.co_filename
+            if filename in files:
+                live.setdefault(filename, []).append(obj)
+            continue
+        frame = getattr(obj, "gr_frame", None) or getattr(obj, "gi_frame", None)
+        frame = frame or getattr(obj, "cr_frame", None)
+        if frame is not None:
+            frames.append(frame)
+    running = set()
+    for frame in frames:
+        f: types.FrameType | None = frame
+        while f is not None:
+            running.add(f.f_code)
+            f = f.f_back
+    return live, running
 
 
 COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
@@ -580,17 +594,36 @@ def track(before: Iterable[str], load_started_ns: int, files: Iterable[str], tar
     _patcher[:] = [patcher]
 
 
-def prepare() -> None:
-    """Read the sources and build the load graph (the app process does it right after
-    serving starts, so a first patch pays nothing), yielding to requests as it goes."""
+def prepare(pause: Callable[[], None] = lambda: gevent.sleep(0)) -> None:
+    """Read the sources and build the load graph (right after serving starts, so a first patch
+    pays nothing), calling ``pause`` every few files (it yields to requests)."""
     for patcher in _patcher:
         with patcher.lock:
             if patcher.graph is None:
-                patcher.snapshot(pause=lambda: gevent.sleep(0))
+                patcher.snapshot(pause=pause)
+
+
+def prepare_pristine() -> None:
+    """``prepare`` in the pristine copy (``app.pristine``), while its first worker starts: the
+    load graph, and the heap's functions indexed once (a patch then scans nothing)."""
+    prepare(pause=lambda: None)
+    for patcher in _patcher:
+        patcher.index_heap()
+
+
+_declined: list[str] = []
+
+
+def decline(reason: str) -> None:
+    """Patch nothing in this process: every ``attempt`` answers ``reason``."""
+    _declined[:] = [reason]
 
 
 def attempt(paths: list[str]) -> Outcome:
-    """Patch ``paths`` in this process, or say why not (no app loaded: always not)."""
+    """Patch ``paths`` in this process, or say why not (no app loaded: always not). The line
+    of a patch says "in {ms} ms": the caller puts in the time until it serves."""
+    if _declined:
+        return Outcome(False, _declined[0])
     if not _patcher:
         return Outcome(False, "the app is not loaded")
     try:

@@ -8,6 +8,7 @@ the blocking-call alarm.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from geventdev import asyncviews, logs
@@ -79,5 +80,16 @@ def wrap_app(loaded: LoadedApp | None, app: WSGIApp, config: Config) -> WSGIApp:
     if threshold is None:
         return app
     alarm = BlockingAlarm(threshold)
-    alarm.start()
+    STARTERS.append(alarm.start)  # a thread: started by the process that serves
     return alarm.wrap(app)
+
+
+#: What the serving process starts once it serves (``start_threads``), not the loading one: a
+#: loaded app kept to fork workers from (``app.pristine``) must hold no thread.
+STARTERS: list[Callable[[], None]] = []
+
+
+def start_threads() -> None:
+    """Start what ``wrap_app`` left for the serving process (the blocking alarm's thread)."""
+    while STARTERS:
+        STARTERS.pop(0)()

@@ -55,6 +55,43 @@ def own_fork() -> bool:
     return OWN_FORK[0]
 
 
+def unshareable(keep: set[int]) -> str:
+    """Why a fork of this process would not be what a cold start makes: a native thread (a fork
+    has only the thread that forked), a socket the project opened while loading (a database
+    connection made at import: each process forked from this one would share it with the one
+    still draining), or a file open for reading and writing (an SQLite database). "" if there
+    is none; ``keep``: the descriptors shared on purpose."""
+    try:
+        threads = os.listdir("/proc/self/task")
+        if len(threads) > 1:
+            names = {Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in threads}
+            return f"a thread ({', '.join(sorted(names))})"
+        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: the fork is taken on trust
+        return ""
+    for fd in sorted(set(fds) - keep):
+        try:
+            mode, flags = os.fstat(fd).st_mode, fcntl.fcntl(fd, fcntl.F_GETFL)
+        except OSError:  # the listing's own fd, closed by now
+            continue
+        if stat.S_ISSOCK(mode):
+            return f"a socket (fd {fd})"
+        # A file open for reading and writing: SQLite's database, which must not cross a
+        # fork (https://www.sqlite.org/howtocorrupt.html#_carrying_an_open_database_connection_across_a_fork_).
+        if stat.S_ISREG(mode) and flags & os.O_ACCMODE == os.O_RDWR and not _shared_memory(fd):
+            return f"a file open for writing and reading (fd {fd})"
+    return ""
+
+
+def _shared_memory(fd: int) -> bool:
+    """A ``multiprocessing`` heap arena (``Value``, ``Array``: the debugger's PIN counter is
+    one): memory made to be shared with forks, in a file named ``pym-PID-...``."""
+    try:
+        return os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith("pym-")
+    except OSError:
+        return False
+
+
 @dataclass
 class Load:
     """A ``load`` read from the channel: the app's generation, the paths changed since the
@@ -160,33 +197,6 @@ class Zygote:
             self.handle(message)
 
     # -- the apps -------------------------------------------------------------------------
-    def unshareable(self, keep: set[int]) -> str:
-        """Why an app process forked from us would not be what a cold start makes: a native
-        thread (a fork has only the thread that forked), a socket the project opened while
-        loading ahead (a database connection made at import: each app process forked from us
-        would share it with the one still draining), or a file open for reading and writing
-        (an SQLite database). "" if there is none."""
-        try:
-            threads = os.listdir("/proc/self/task")
-            if len(threads) > 1:
-                names = {Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in threads}
-                return f"a thread ({', '.join(sorted(names))})"
-            fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
-        except OSError:  # no /proc: the fork is taken on trust
-            return ""
-        for fd in sorted(set(fds) - keep):
-            try:
-                mode, flags = os.fstat(fd).st_mode, fcntl.fcntl(fd, fcntl.F_GETFL)
-            except OSError:  # the listing's own fd, closed by now
-                continue
-            if stat.S_ISSOCK(mode):
-                return f"a socket (fd {fd})"
-            # A file open for reading and writing: SQLite's database, which must not cross a
-            # fork (https://www.sqlite.org/howtocorrupt.html#_carrying_an_open_database_connection_across_a_fork_).
-            if stat.S_ISREG(mode) and flags & os.O_ACCMODE == os.O_RDWR:
-                return f"a file open for writing and reading (fd {fd})"
-        return ""
-
     def take_over(self, load: Load, reason: str) -> None:
         """Become app process ``load.gen`` ourselves (the monitor is told: ``took_over``, and
         why), as a standby did before it forked: the last head start for such a project."""
@@ -211,7 +221,7 @@ class Zygote:
     def fork(self, load: Load) -> bool:
         """Fork app process ``load.gen``; True in it (its channel is in place), False here.
         If that would not be a cold start's equal (``unshareable``), we become it instead."""
-        reason = self.unshareable({0, 1, 2, self.control_fd, *self.keep_fds, *load.fds})
+        reason = unshareable({0, 1, 2, self.control_fd, *self.keep_fds, *load.fds})
         if reason:
             self.take_over(load, reason)
             return True

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 import gevent
+from gevent import monkey
 from gevent.exceptions import ConcurrentObjectUseError
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer
@@ -360,4 +361,27 @@ def server_class() -> type[DevServer]:
 
 
 def make_server(listener: socket.socket, app: WSGIApp, config: Config) -> DevServer:
-    return server_class()(listener, app, config, log=sys.stderr)
+    server = server_class()(listener, app, config, log=sys.stderr)
+    if _SERVER_NAMES:  # else pywsgi asks the resolver, in a thread, as it starts
+        server.environ.setdefault("SERVER_NAME", _SERVER_NAMES[0])
+    return server
+
+
+_SERVER_NAMES: list[str] = []
+
+
+def prepare_fork(listener: socket.socket) -> None:
+    """In a process that will fork servers (``app.pristine``) and must start no thread: what
+    making and starting one would look up (the server class's imports, the ``SERVER_NAME``
+    pywsgi resolves through gevent's thread pool), done once here, blocking."""
+    server_class()
+    address = listener.getsockname()
+    if isinstance(address, tuple):
+        try:
+            name = _real_getfqdn(address[0])
+        except OSError:
+            name = str(address[0])
+        _SERVER_NAMES[:] = [name]
+
+
+_real_getfqdn = monkey.get_original("socket", "getfqdn")

@@ -129,8 +129,13 @@ class LiveReload:
         #: Non-loopback clients get no script and a 403 here, as from the debugger: the events
         #: name this process and the files being edited (``--debugger-remote`` opts in).
         self.allow_remote = allow_remote
-        self.generation = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.token = secrets.token_hex(4)
         self.broadcast = Broadcast()
+
+    @property
+    def generation(self) -> str:
+        """This process's (a worker forked from the loaded app is a generation of its own)."""
+        return f"{os.getpid()}-{self.token}"
 
     def changed(self, paths: list[str]) -> None:
         """From ``notify`` (the child's control-channel greenlet, which must never die here):

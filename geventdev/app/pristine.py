@@ -1,0 +1,352 @@
+"""The loaded app kept as it was before its first request: a patch is applied there, and served by
+a fresh fork of it, so an in-place patch is a restart's equal for everything the process holds.
+
+Patching the serving process (``app.patch``) keeps what the old code already produced: a result
+a caller cached (``@cache.cached``, a memo dict, a lazily built singleton), counters, sessions
+kept in memory. A restart drops all of that. So with patching on, the app process that loaded
+the app does not serve: once loaded it forks a *worker* that serves, and stays as the load left
+it, running nothing (its gevent hub never runs again: a greenlet the project spawned while
+loading runs in each worker, as in a cold start). On ``patch`` it patches itself (the checks of
+``app.patch`` hold here better than anywhere: no request ever ran in it), forks a new worker,
+tells the old one to drain and answers the monitor once the old one no longer accepts: from then
+on every new connection is served by a process that has served nothing, with the new code, as
+after a restart, in the time of a fork. Requests in flight finish on the old code, as they do
+across a restart.
+
+To the monitor this process *is* the app (its generation, its channel, its exit status): it
+passes the monitor's messages on to the current worker and the workers' to the monitor, and acts
+on ``patch`` and ``drain`` itself. A worker that dies unasked is mirrored (this process exits the
+same way), so a crash reads as before. Each worker dies with it (``PR_SET_PDEATHSIG``).
+
+Kept only when a fork is a faithful copy (``zygote.unshareable``: no native thread, no socket or
+database file opened while loading); otherwise the process serves itself and edits restart.
+While it waits, the channels and a ``pidfd`` per worker are watched with the real (unpatched)
+``select``.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+import gevent
+from gevent import monkey
+
+from geventdev.app import patch
+from geventdev.app.zygote import OWN_FORK, unshareable
+from geventdev.protocol import ENV_PIN_FAILURES, Message
+
+_real_select = monkey.get_original("select", "select")
+_real_close = monkey.get_original("os", "close")
+_real_fork = monkey.get_original("os", "fork")
+#: A worker that has not stopped by its drain's deadline is killed this much later.
+KILL_GRACE = 1.0
+
+
+@dataclass
+class Worker:
+    """A serving fork: its end of the channel (bytes read but not yet a whole line kept)."""
+
+    pid: int
+    fd: int
+    pidfd: int
+    buffer: bytes = b""
+    ready: bool = False
+    kill_at: float | None = None
+
+
+@dataclass
+class Swap:
+    """A patch under way: the new worker, the outcome's line, when it began."""
+
+    new: int
+    log: str
+    started: float
+    old: list[int] = field(default_factory=list)
+
+
+def lines(fd: int, worker: Worker | None) -> tuple[list[bytes], bool]:
+    """The whole lines waiting on ``fd`` (a worker's partial line stays in its buffer), and
+    whether the other end is gone."""
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return _split(b"".join(chunks), worker)[0], True
+        chunks.append(chunk)
+        if not _real_select([fd], [], [], 0)[0]:
+            break
+    return _split(b"".join(chunks), worker)
+
+
+def _split(data: bytes, worker: Worker | None) -> tuple[list[bytes], bool]:
+    if worker is not None:
+        data, worker.buffer = worker.buffer + data, b""
+    *whole, rest = data.split(b"\n")
+    if worker is not None:
+        worker.buffer = rest
+    return [line + b"\n" for line in whole if line], False
+
+
+def write_all(fd: int, data: bytes) -> bool:
+    """Write ``data`` (the fd may be non-blocking: gevent set it so); False if the reader is
+    gone."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            _real_select([], [fd], [])
+        except OSError:
+            return False
+    return True
+
+
+class Pristine:
+    """The app process as its load left it, and the workers forked from it (module doc).
+
+    ``control_fd``: the channel to the monitor. ``became_worker``: run in each new worker,
+    with this process's pid (its channel to us is in place on ``control_fd``).
+    """
+
+    def __init__(
+        self,
+        control_fd: int,
+        became_worker: Callable[[int], None],
+        graceful_timeout: float,
+    ) -> None:
+        self.control_fd = control_fd
+        self.became_worker = became_worker
+        self.graceful_timeout = graceful_timeout
+        self.pid = os.getpid()
+        self.workers: dict[int, Worker] = {}
+        self.current = 0
+        self.swap: Swap | None = None
+        self.stopping = False
+        self.monitor_buffer = Worker(0, control_fd, -1)  # only its line buffer is used
+
+    # -- forking ---------------------------------------------------------------------------
+    def fork(self) -> bool:
+        """Fork a worker; True in it (its channel on ``control_fd``), False here."""
+        ours, theirs = socket.socketpair()
+        ours_fd, theirs_fd = ours.detach(), theirs.detach()
+        # The worker's collector leaves our objects alone (a full collection writes to every
+        # object's header: each page written is a copy); it thaws once serving.
+        gc.freeze()
+        OWN_FORK[0] = True  # the at-fork hooks for processes the *app* forks: not this one
+        try:
+            pid = _real_fork()
+        finally:
+            OWN_FORK[0] = False
+        if pid == 0:
+            _real_close(ours_fd)
+            for worker in self.workers.values():  # our other workers: not the new one's
+                _real_close(worker.fd)
+                if worker.pidfd >= 0:
+                    _real_close(worker.pidfd)
+            # The channel takes the fd number the code above us reads and writes; only then
+            # is the hub made anew, so its watcher on that number watches the new channel.
+            os.dup2(theirs_fd, self.control_fd, inheritable=False)
+            _real_close(theirs_fd)
+            os.set_blocking(self.control_fd, False)
+            gevent.reinit()
+            self.became_worker(self.pid)
+            return True
+        gc.unfreeze()
+        _real_close(theirs_fd)
+        os.set_blocking(ours_fd, False)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (OSError, AttributeError):  # Linux < 5.3, macOS: its exit is seen at a poll
+            pidfd = -1
+        self.workers[pid] = Worker(pid, ours_fd, pidfd)
+        return False
+
+    def serve(self) -> bool:
+        """Fork the first worker and wait, forking the next one on each patch. True in a
+        worker (it goes on to serve); never returns here (this process exits with them)."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_signal)
+        if self.fork():
+            return True
+        self.current = next(iter(self.workers))
+        patch.prepare_pristine()  # the load graph and the heap's index, while the worker starts
+        while True:
+            if self._wait():
+                return True
+
+    # -- the loop --------------------------------------------------------------------------
+    def _wait(self) -> bool:
+        pidfds = [w.pidfd for w in self.workers.values() if w.pidfd >= 0]
+        deadlines = [w.kill_at for w in self.workers.values() if w.kill_at is not None]
+        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+        if len(pidfds) < len(self.workers):  # no pidfd: look again soon
+            timeout = min(timeout, 0.2) if timeout is not None else 0.2
+        fds = [self.control_fd, *(w.fd for w in self.workers.values()), *pidfds]
+        ready = set(_real_select(fds, [], [], timeout)[0])
+        if self.control_fd in ready:
+            found, gone = lines(self.control_fd, self.monitor_buffer)
+            for line in found:
+                if self._from_monitor(line):
+                    return True
+            if gone:  # the monitor is gone: so are we (the workers die with us)
+                os._exit(1)
+        for worker in list(self.workers.values()):
+            if worker.fd in ready:
+                for line in lines(worker.fd, worker)[0]:
+                    self._from_worker(worker, line)
+        self._reap()
+        now = time.monotonic()
+        for worker in self.workers.values():
+            if worker.kill_at is not None and worker.kill_at <= now:
+                worker.kill_at = None
+                _kill(worker.pid, signal.SIGKILL)
+        return False
+
+    def _send(self, message: Message | bytes) -> None:
+        data = message if isinstance(message, bytes) else message.encode()
+        if not write_all(self.control_fd, data):
+            os._exit(1)
+
+    def _tell(self, worker: Worker | None, message: Message | bytes) -> None:
+        if worker is not None:
+            write_all(worker.fd, message if isinstance(message, bytes) else message.encode())
+
+    def _from_monitor(self, line: bytes) -> bool:
+        try:
+            message = Message.decode(line)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return False
+        current = self.workers.get(self.current)
+        if message.type == "patch":
+            return self._patch(list(message.data.get("paths", ())))
+        if message.type == "drain":
+            self.stopping = True
+            for worker in self.workers.values():
+                self._tell(worker, line)
+            self._exit_if_done()
+        else:  # the PIN count (kept for the next worker too), files changed...
+            if message.type == "pin_failures":
+                os.environ[ENV_PIN_FAILURES] = str(message.data.get("count", 0))
+            self._tell(current, line)
+        return False
+
+    def _from_worker(self, worker: Worker, line: bytes) -> None:
+        try:
+            kind = Message.decode(line).type
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return
+        swap = self.swap
+        if kind == "ready":
+            worker.ready = True
+            if swap is not None and worker.pid == swap.new:  # the patched copy serves
+                old = self.workers.get(self.current)
+                self.current = worker.pid
+                if old is None:
+                    self._patched(swap)
+                else:
+                    swap.old.append(old.pid)
+                    self._drain(old)
+                return
+        if kind == "draining" and worker.pid != self.current:
+            if swap is not None and worker.pid in swap.old:  # no longer accepts: swapped
+                self._patched(swap)
+            return
+        self._send(line)
+
+    def _drain(self, worker: Worker) -> None:
+        worker.kill_at = time.monotonic() + self.graceful_timeout + KILL_GRACE
+        self._tell(worker, Message("drain", {"timeout": self.graceful_timeout}))
+
+    def _patched(self, swap: Swap) -> None:
+        self.swap = None
+        took = round((time.monotonic() - swap.started) * 1000)
+        self._send(Message("patched", {"ok": True, "log": swap.log.replace("{ms}", str(took))}))
+
+    def _patch(self, paths: list[str]) -> bool:
+        """Patch ourselves and fork the worker that serves it (True: in that worker)."""
+        if self.swap is not None or self.stopping:
+            self._send(Message("patched", {"ok": False, "log": "a patch is under way"}))
+            return False
+        started = time.monotonic()
+        outcome = patch.attempt(paths)
+        if not outcome.ok:
+            self._send(Message("patched", outcome.to_message()))
+            return False
+        self.swap = Swap(0, outcome.log, started)
+        if self.fork():
+            return True
+        self.swap.new = next(reversed(self.workers))  # the newest (pids are not in order)
+        return False
+
+    # -- exits -----------------------------------------------------------------------------
+    def _reap(self) -> None:
+        for pid, worker in list(self.workers.items()):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 1 << 8
+            if not done:
+                continue
+            del self.workers[pid]
+            _real_close(worker.fd)
+            if worker.pidfd >= 0:
+                _real_close(worker.pidfd)
+            swap = self.swap
+            if swap is not None and pid == swap.new:  # the patched copy died starting
+                self.swap = None
+                code = os.waitstatus_to_exitcode(status)
+                self._send(
+                    Message("patched", {"ok": False, "log": f"its new worker exited ({code})"})
+                )
+            elif swap is not None and pid in swap.old:  # gone before it said so: swapped
+                self._patched(swap)
+            elif pid == self.current and not self.stopping:
+                mirror(status)
+        self._exit_if_done()
+
+    def _exit_if_done(self) -> None:
+        if self.stopping and not self.workers:
+            os._exit(0)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        """Ctrl+C (the whole group: the workers have it too) or SIGTERM from the monitor:
+        the workers drain as they would serving alone; we exit after them."""
+        if os.getpid() != self.pid:  # a worker before its own handlers are in place
+            os._exit(0)
+        self.stopping = True
+        for pid in self.workers:
+            _kill(pid, signum)
+        self._exit_if_done()
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def mirror(status: int) -> NoReturn:
+    """Exit as the worker did: its code, or killed by the same signal."""
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
+
+
+def keep(control_fd: int, listen_fd: int) -> str:
+    """Why this process cannot be kept as the pristine copy ("" if it can)."""
+    return unshareable({0, 1, 2, control_fd, listen_fd})
