@@ -1,5 +1,5 @@
 """A big real Flask app from PyPI (pgAdmin 4: ~1,080 modules, ~210k lines of Python): save -> new
-code served and the memory of all the server's processes; geventdev (defaults, ``--patch``,
+code served and the memory of all the server's processes; geventdev (defaults, ``--no-patch``,
 ``--no-standby``) vs werkzeug's stat reloader, with plain ``flask run`` (no reloader) as the
 memory baseline, in one run with interleaved rounds.
 
@@ -74,7 +74,7 @@ from _common import (
 
 KNOWN = (
     "geventdev",
-    "geventdev_patch",
+    "geventdev_restart",
     "geventdev_nostandby",
     "werkzeug_stat",
     "flask_run",
@@ -83,7 +83,7 @@ KNOWN = (
 DEFAULT = KNOWN[:-1]
 GEVENTDEV_OPTIONS = {
     "geventdev": [],
-    "geventdev_patch": ["--patch"],
+    "geventdev_restart": ["--no-patch"],
     "geventdev_nostandby": ["--no-standby"],
 }
 REQUIREMENT = "pgadmin4==9.18"

@@ -1,6 +1,7 @@
 """Reload cost against project size: generated Flask projects of N blueprint modules, one edit
-at a time; geventdev (its defaults, and with the experimental ``--patch``) vs werkzeug's stat
-reloader and ``gunicorn --reload -k gevent``, in one run with interleaved rounds.
+at a time; geventdev (its defaults, which patch an edit inside function bodies, and
+``geventdev_restart``: ``--no-patch``, every edit a restart) vs werkzeug's stat reloader and
+``gunicorn --reload -k gevent``, in one run with interleaved rounds.
 
     python benchmarks/scaling.py [--sizes 10,100,400,1000] [--rounds 2] [--edits 3] [--quick]
 
@@ -51,7 +52,7 @@ from _common import (
     wait_http,
 )
 
-KNOWN = ("geventdev", "geventdev_patch", "werkzeug_stat", "gunicorn_reload")
+KNOWN = ("geventdev", "geventdev_restart", "werkzeug_stat", "gunicorn_reload")
 KINDS = ("body", "route", "second")
 
 MODULE = '''"""Blueprint {i}: orders of shop {i} (generated for the scaling benchmark)."""
@@ -168,7 +169,7 @@ def run_server(
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # users' reality: caches on
     log = work.log(f"{name}-{size}-r{rnd}")
     if name.startswith("geventdev"):
-        extra = ["--patch"] if name == "geventdev_patch" else ["--no-patch"]  # the default
+        extra = ["--no-patch"] if name == "geventdev_restart" else []  # patching: the default
         proc = start_geventdev("app.py", project, log, *extra, env=env)
     else:
         port = free_port()
@@ -254,18 +255,18 @@ def report(
 
     for kind in KINDS:
         print(f"\n## {kind} edit: save -> new code served (median ms)\n")
-        headers = ["N modules", *servers, "÷ werkzeug", "÷ gunicorn", "--patch patched"]
+        headers = ["N modules", *servers, "÷ werkzeug", "÷ gunicorn", "geventdev patched"]
         rows = []
         for size in sizes:
             gd = med("geventdev", size, kind)
-            count = len(edits.get(("geventdev_patch", size, kind), []))
+            count = len(edits.get(("geventdev", size, kind), []))
             rows.append(
                 [
                     size,
                     *(ms(med(name, size, kind)) for name in servers),
                     ratio(med("werkzeug_stat", size, kind), gd),
                     ratio(med("gunicorn_reload", size, kind), gd),
-                    f"{patched[('geventdev_patch', size, kind)]}/{count}",
+                    f"{patched[('geventdev', size, kind)]}/{count}",
                 ]
             )
         print(table(headers, rows))
@@ -287,7 +288,7 @@ def report(
     small, big = min(sizes), (400 if 400 in sizes else max(sizes))
     wz_body, wz_route = med("werkzeug_stat", big, "body"), med("werkzeug_stat", big, "route")
     rows = []
-    for name in own:  # each variant on its own: the defaults (no patch) and --patch
+    for name in own:  # each variant on its own: the defaults (patching) and --no-patch
         body_small, body_big = med(name, small, "body"), med(name, big, "body")
         route_big, second = med(name, big, "route"), ratio(med(name, big, "second"), body_big)
         rows += [

@@ -84,13 +84,17 @@ def edit(project: Path, server: DevServer, i: int, value: str, extra: str = "") 
 
 
 def paused_standby(server: DevServer, project: Path, before: int) -> int:
-    """The standby, once it has loaded exactly the modules before ``before`` and waits."""
+    """The standby, once it has loaded exactly the modules before ``before`` and waits, and is
+    the only one: an older one is discarded only once the monitor has read that the new one is
+    paused (until then the monitor would activate the older one)."""
     want = [f"m{i:02d}" for i in range(before)]
-    return wait_until(
-        lambda: (pid := server.standby()) and imported_by(project, pid) == want and pid,
-        20,
-        f"a standby paused before m{before:02d}:\n{server.log()}",
-    )
+
+    def alone() -> int:
+        waiting = [p for p in server.children() if process_name(p) == "geventdev-wait"]
+        pid = waiting[0] if len(waiting) == 1 else 0
+        return pid if pid and imported_by(project, pid) == want else 0
+
+    return wait_until(alone, 20, f"a standby paused before m{before:02d}:\n{server.log()}")
 
 
 #: m10 takes 2.5 s to import, without yielding: a standby is caught still loading.

@@ -377,11 +377,21 @@ def prepare_fork(listener: socket.socket) -> None:
     server_class()
     address = listener.getsockname()
     if isinstance(address, tuple):
-        try:
-            name = _real_getfqdn(address[0])
-        except OSError:
-            name = str(address[0])
-        _SERVER_NAMES[:] = [name]
+        _SERVER_NAMES[:] = [fqdn(str(address[0]))]
 
 
-_real_getfqdn = monkey.get_original("socket", "getfqdn")
+def fqdn(host: str) -> str:
+    """``socket.getfqdn(host)``, as pywsgi asks it, with the resolver's unpatched functions:
+    ``socket.getfqdn`` calls the module's ``gethostbyaddr``, which gevent patched to run in its
+    thread pool (a thread, and a turn of the hub)."""
+    if not host or host in ("0.0.0.0", "::"):
+        host = _real_gethostname()
+    try:
+        hostname, aliases, _addresses = _real_gethostbyaddr(host)
+    except OSError:
+        return host
+    return next((name for name in [hostname, *aliases] if "." in name), hostname)
+
+
+_real_gethostbyaddr = monkey.get_original("socket", "gethostbyaddr")
+_real_gethostname = monkey.get_original("socket", "gethostname")

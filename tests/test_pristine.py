@@ -1,0 +1,181 @@
+"""The loaded app kept pristine (``app.pristine``), seen from outside: its workers serve, crash
+and get killed as the app process did; what the project starts at import runs in the workers,
+never in the copy; an app that holds what a copy cannot share is never copied (edits restart);
+the monitor's other messages reach the worker through the copy."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import DevServer, parent_of, process_name, wait_until, write
+from tests.test_livereload_sources import EventStream
+
+pytestmark = pytest.mark.e2e
+#: Bytecode caches on (an empty value turns PYTHONDONTWRITEBYTECODE off), patching on.
+PATCHING = {"PYTHONDONTWRITEBYTECODE": "", "GEVENTDEV_PATCH": "1"}
+
+CRASH_APP = """
+import os
+
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.route("/")
+def index():
+    return "crash v1"
+
+
+@app.route("/exit")
+def leave():
+    os._exit(3)
+"""
+
+
+def base_of(server: DevServer) -> int:
+    """The pristine copy the serving worker was forked from."""
+    base = parent_of(server.child())
+    assert process_name(base) == "geventdev-base"
+    return base
+
+
+def test_a_worker_that_exits_is_reported_as_the_app_and_an_edit_recovers(
+    dev_server: Callable[..., DevServer], project: Path
+) -> None:
+    write(project / "app.py", CRASH_APP)
+    server = dev_server("app.py", **PATCHING)
+    server.wait_for_text("/", "crash v1")
+    base = base_of(server)
+    with contextlib.suppress(requests.ConnectionError):
+        server.get("/exit")
+    server.wait_for_log(" * App exited with code 3; waiting for a change")
+    wait_until(lambda: not os.path.exists(f"/proc/{base}"), what="the copy gone with its worker")
+    write(project / "app.py", CRASH_APP.replace("crash v1", "crash v2"))
+    assert server.wait_for_text("/", "crash v2")
+    assert base_of(server) != base
+
+
+def test_a_worker_killed_is_reported_killed(
+    dev_server: Callable[..., DevServer], project: Path
+) -> None:
+    write(project / "app.py", CRASH_APP)
+    server = dev_server("app.py", **PATCHING)
+    server.wait_for_text("/", "crash v1")
+    base_of(server)
+    os.kill(server.child(), signal.SIGKILL)
+    server.wait_for_log(" * App was killed by SIGKILL (out of memory?); waiting for a change")
+
+
+BEAT_APP = """
+import os
+
+import gevent
+from flask import Flask
+
+
+def beat():
+    while True:
+        with open("beats", "a") as fh:
+            fh.write(f"{os.getpid()}\\n")
+        gevent.sleep(0.05)
+
+
+gevent.spawn(beat)
+app = Flask(__name__)
+
+
+@app.route("/")
+def index():
+    return "beat v1"
+"""
+
+
+def test_a_greenlet_started_at_import_runs_in_each_worker_never_in_the_copy(
+    dev_server: Callable[..., DevServer], project: Path
+) -> None:
+    write(project / "app.py", BEAT_APP)
+    server = dev_server("app.py", **PATCHING)
+    server.wait_for_text("/", "beat v1")
+    first, base = server.child(), base_of(server)
+    beats = project / "beats"
+
+    def pids() -> set[str]:
+        return set(beats.read_text().split()) if beats.exists() else set()
+
+    wait_until(lambda: str(first) in pids(), what="the first worker's greenlet beating")
+    write(project / "app.py", BEAT_APP.replace("beat v1", "beat v2"))
+    server.wait_for_log(" * Patched 'app.py' in place: index() in ")
+    second = server.child()
+    assert second != first and base_of(server) == base
+    wait_until(lambda: str(second) in pids(), what="the new worker's own greenlet beating")
+    assert str(base) not in pids()
+
+
+SQLITE_APP = """
+import sqlite3
+
+from flask import Flask
+
+DB = sqlite3.connect("data.db", check_same_thread=False)
+DB.execute("create table if not exists t (x)")
+app = Flask(__name__)
+
+
+@app.route("/")
+def index():
+    return "db v1"
+"""
+
+
+def test_an_app_holding_a_database_file_is_not_copied_and_edits_restart(
+    dev_server: Callable[..., DevServer], project: Path
+) -> None:
+    write(project / "app.py", SQLITE_APP)
+    server = dev_server("app.py", **PATCHING)
+    server.wait_for_text("/", "db v1")
+    assert process_name(parent_of(server.child())) != "geventdev-base"
+    write(project / "app.py", SQLITE_APP.replace("db v1", "db v2"))
+    server.wait_for_log(
+        " * Not patched in place: the loaded app holds a file open for writing and reading"
+    )
+    server.wait_for_log(" * Restarted in ")
+    assert server.wait_for_text("/", "db v2")
+
+
+CSS_APP = """
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.route("/")
+def index():
+    return '<html><head><link rel="stylesheet" href="/static/site.css"></head><body>v1</body>'
+"""
+
+
+def test_the_monitors_other_messages_reach_the_worker(
+    dev_server: Callable[..., DevServer], project: Path
+) -> None:
+    write(project / "app.py", CSS_APP)
+    write(project / "static" / "site.css", "p { color: red }")
+    server = dev_server("app.py", **PATCHING)
+    assert "v1" in server.wait_for_text("/", "v1").text
+    base_of(server)
+    stream = EventStream(server.url)
+    try:
+        wait_until(lambda: stream.events, what="the hello event")
+        assert server.get("/static/site.css").text == "p { color: red }"
+        write(project / "static" / "site.css", "p { color: blue }")
+        wait_until(lambda: stream.changes(), what="a css event")
+        assert stream.changes() == [("css", {"paths": ["/static/site.css"]})]
+    finally:
+        stream.close()
