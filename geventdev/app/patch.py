@@ -19,8 +19,10 @@ as a restart, and any doubt means the usual restart (a wrong fast path is worse 
 - every edited function is found alive (``gc``), by the equality of its code with the old source's.
 
 Functions whose code only moved (lines added above them) get their new code too, so tracebacks
-show the right lines. Runs in the app process (after gevent patched); pure but for ``gc`` and the
-files it reads.
+show the right lines. Runs in the app process kept as its load left it (``app.pristine``): no
+request ever ran there, so nothing computed from the old code at run time survives; the workers
+forked from it after a patch start from the new code, as after a restart. Pure but for ``gc``
+and the files it reads.
 """
 
 from __future__ import annotations

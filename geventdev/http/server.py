@@ -390,7 +390,8 @@ def fqdn(host: str) -> str:
         hostname, aliases, _addresses = _real_gethostbyaddr(host)
     except OSError:
         return host
-    return next((name for name in [hostname, *aliases] if "." in name), hostname)
+    names: list[str] = [hostname, *aliases]
+    return next((name for name in names if "." in name), names[0])
 
 
 _real_gethostbyaddr = monkey.get_original("socket", "gethostbyaddr")

@@ -144,8 +144,9 @@ class Notify:
 
 @dataclass(frozen=True)
 class TryPatch:
-    """Ask the serving app process to apply an edit of ``paths`` in place (``app.patch``); it
-    answers ``patched``, and a refusal means the usual restart."""
+    """Ask app process ``gen`` to patch an edit of ``paths`` (``app.patch``) into its pristine
+    copy and serve it from a fresh fork (``app.pristine``); it answers ``patched`` once the old
+    worker no longer accepts, and a refusal means the usual restart."""
 
     gen: int
     paths: tuple[str, ...]
