@@ -274,7 +274,7 @@ class Patcher:
             self.raw[path] = data
             self.tracked[path] = Tracked(module, None)
 
-    def snapshot(self, pause: Callable[[], None] = lambda: None) -> None:
+    def snapshot(self, pause: Callable[[], object] = lambda: None) -> None:
         """Decode the sources and build the load graph (done after "ready", off the restart's
         critical path, or by the first patch). ``pause`` is called every few files, so reading
         a big project never holds requests up for long."""
@@ -596,7 +596,7 @@ def track(before: Iterable[str], load_started_ns: int, files: Iterable[str], tar
     _patcher[:] = [patcher]
 
 
-def prepare(pause: Callable[[], None] = lambda: gevent.sleep(0)) -> None:
+def prepare(pause: Callable[[], object] = lambda: gevent.sleep(0)) -> None:
     """Read the sources and build the load graph (right after serving starts, so a first patch
     pays nothing), calling ``pause`` every few files (it yields to requests)."""
     for patcher in _patcher:
@@ -605,10 +605,10 @@ def prepare(pause: Callable[[], None] = lambda: gevent.sleep(0)) -> None:
                 patcher.snapshot(pause=pause)
 
 
-def prepare_pristine() -> None:
+def prepare_pristine(pause: Callable[[], object]) -> None:
     """``prepare`` in the pristine copy (``app.pristine``), while its first worker starts: the
     load graph, and the heap's functions indexed once (a patch then scans nothing)."""
-    prepare(pause=lambda: None)
+    prepare(pause=pause)
     for patcher in _patcher:
         patcher.index_heap()
 

@@ -135,6 +135,7 @@ class Pristine:
         self.swap: Swap | None = None
         self.stopping = False
         self.monitor_buffer = Worker(0, control_fd, -1)  # only its line buffer is used
+        self.deferred: list[list[str]] | None = None  # patches asked while preparing
 
     # -- forking ---------------------------------------------------------------------------
     def fork(self) -> bool:
@@ -181,18 +182,28 @@ class Pristine:
         if self.fork():
             return True
         self.current = next(iter(self.workers))
-        patch.prepare_pristine()  # the load graph and the heap's index, while the worker starts
+        # The load graph and the heap's index (seconds for a big project), while the worker
+        # starts; between files, the channels are served, a patch waits for the graph.
+        self.deferred = []
+        patch.prepare_pristine(pause=lambda: self._wait(poll=True))
+        deferred, self.deferred = self.deferred, None
+        for paths in deferred:
+            if self._patch(paths):
+                return True
         while True:
             if self._wait():
                 return True
 
     # -- the loop --------------------------------------------------------------------------
-    def _wait(self) -> bool:
+    def _wait(self, poll: bool = False) -> bool:
+        """Serve the channels and reap; True in a new worker. ``poll``: do not block."""
         pidfds = [w.pidfd for w in self.workers.values() if w.pidfd >= 0]
         deadlines = [w.kill_at for w in self.workers.values() if w.kill_at is not None]
         timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
         if len(pidfds) < len(self.workers):  # no pidfd: look again soon
             timeout = min(timeout, 0.2) if timeout is not None else 0.2
+        if poll:
+            timeout = 0.0
         fds = [self.control_fd, *(w.fd for w in self.workers.values()), *pidfds]
         ready = set(_real_select(fds, [], [], timeout)[0])
         if self.control_fd in ready:
@@ -230,6 +241,9 @@ class Pristine:
             return False
         current = self.workers.get(self.current)
         if message.type == "patch":
+            if self.deferred is not None:  # still preparing (``serve``)
+                self.deferred.append(list(message.data.get("paths", ())))
+                return False
             return self._patch(list(message.data.get("paths", ())))
         if message.type == "drain":
             self.stopping = True
@@ -281,6 +295,8 @@ class Pristine:
             return False
         started = time.monotonic()
         outcome = patch.attempt(paths)
+        if self.stopping:  # Ctrl+C while patching: no new worker (it was not signalled)
+            outcome = patch.Outcome(False, "stopping")
         if not outcome.ok:
             self._send(Message("patched", outcome.to_message()))
             return False

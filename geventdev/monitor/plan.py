@@ -370,7 +370,10 @@ class Plan:
         paths, self.patching = self.patching[1], None
         if data.get("ok"):  # a standby that read the old copy is stale (``changed`` has it)
             line = Log(str(data.get("log", " * Patched in place")))
-            return [line, *self._replace_stale_standby(now)]
+            actions = [line, *self._replace_stale_standby(now)]
+            if self.standby and self.reload and not any(isinstance(a, Spawn) for a in actions):
+                actions += self._next_standby(now)  # for the next edit that is not a patch
+            return actions
         return [Log(f" * Not patched in place: {data.get('log')}"), *self._changed(paths, now)]
 
     def _changed(self, paths: frozenset[str], now: float) -> list[Action]:
