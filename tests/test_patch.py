@@ -72,19 +72,21 @@ def test_a_refused_patch_uses_the_warm_standby() -> None:
     assert actions[-1] == Activate(2, (VIEW,), app=3)
 
 
-def test_after_a_patch_the_next_standby_pauses_before_the_patched_file() -> None:
-    """The first standby stops before the project's first module: an edit a patch cannot take
-    (a new route) would load the whole project again. After a patch, as after a restart, a new
-    one is started that stops before the file edited last."""
+def test_a_patch_starts_no_standby_beside_the_one_its_app_process_came_from() -> None:
+    """The standby stopped before the project's first module; a new one stopping before the
+    patched file would make the next structural edit faster, but the old one is the parent of
+    the app process a patch keeps: it would stay too, retired, a third copy in memory. The
+    restart of that structural edit starts the new standby (``_on_ready``)."""
     plan = serving(standby=True)
     plan.step(ChildMessage(2, Message("standby", {"paths": [], "at": "/p/app.py"})), 0.5)
     plan.step(Changes({VIEW: "restart"}), 1.0)
     actions = plan.step(ChildMessage(1, patched(True, " * Patched")), 1.01)
-    assert actions == [Log(" * Patched"), Spawn(3, standby=True, hot=(VIEW,))]
-    plan.step(ChildMessage(3, Message("standby", {"paths": [], "at": VIEW})), 1.5)
+    assert actions == [Log(" * Patched")]
     plan.step(Changes({VIEW: "restart"}), 2.0)
     actions = plan.step(ChildMessage(1, patched(False, "a new route")), 2.01)
-    assert actions[-1] == Activate(3, (VIEW,), app=4)
+    assert actions[-1] == Activate(2, (VIEW,), app=3)
+    actions = plan.step(ChildMessage(3, READY), 2.5)
+    assert Spawn(4, standby=True, hot=(VIEW,)) in actions
 
 
 def test_what_is_never_patched_restarts_at_once() -> None:

@@ -617,8 +617,11 @@ _declined: list[str] = []
 
 
 def decline(reason: str) -> None:
-    """Patch nothing in this process: every ``attempt`` answers ``reason``."""
+    """Patch nothing in this process: every ``attempt`` answers ``reason`` (what ``track``
+    kept is dropped, and ``prepare`` has nothing to read: a big project's sources and load
+    graph are tens of MB)."""
     _declined[:] = [reason]
+    _patcher.clear()
 
 
 def attempt(paths: list[str]) -> Outcome:

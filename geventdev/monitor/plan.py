@@ -369,11 +369,11 @@ class Plan:
             return []  # answered too late: a restart (or the stop) is under way
         paths, self.patching = self.patching[1], None
         if data.get("ok"):  # a standby that read the old copy is stale (``changed`` has it)
+            # No new standby for the next edit a patch cannot take (as ``_on_ready`` starts
+            # one): the one there is the parent of the app process, so it would stay beside the
+            # new one, retired, for as long as patches keep that app process: a third copy.
             line = Log(str(data.get("log", " * Patched in place")))
-            actions = [line, *self._replace_stale_standby(now)]
-            if self.standby and self.reload and not any(isinstance(a, Spawn) for a in actions):
-                actions += self._next_standby(now)  # for the next edit that is not a patch
-            return actions
+            return [line, *self._replace_stale_standby(now)]
         return [Log(f" * Not patched in place: {data.get('log')}"), *self._changed(paths, now)]
 
     def _changed(self, paths: frozenset[str], now: float) -> list[Action]:
