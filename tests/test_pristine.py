@@ -8,7 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -72,6 +75,64 @@ def test_a_worker_killed_is_reported_killed(
     base_of(server)
     os.kill(server.child(), signal.SIGKILL)
     server.wait_for_log(" * App was killed by SIGKILL (out of memory?); waiting for a change")
+
+
+HELLO = """
+import time
+
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.route("/")
+def index():
+    return "v0"
+
+
+@app.route("/busy")
+def busy():
+    started = time.monotonic()
+    while time.monotonic() - started < 0.05:  # holds the hub: the worker reads nothing
+        pass
+    return "busy"
+"""
+
+
+def test_no_request_gets_the_old_code_once_the_new_code_answered_one(
+    dev_server: Callable[..., DevServer], project: Path
+) -> None:
+    """Clients on fresh connections all through three patches, one of them keeping the worker
+    busy (its hub reads nothing for 50 ms at a time): a request sent after one was answered by
+    a version never gets an older one (the old worker closes before the new one is forked;
+    connections wait in the socket's backlog meanwhile), and none fails."""
+    write(project / "app.py", HELLO)
+    server = dev_server("app.py", **PATCHING)
+    server.wait_for_text("/", "v0")
+    base_of(server)
+    answers: list[tuple[float, float, str]] = []
+    stop = threading.Event()
+
+    def client(path: str) -> None:
+        while not stop.is_set():
+            sent = time.monotonic()
+            response = requests.get(server.url + path, headers={"Connection": "close"}, timeout=10)
+            if path == "/":
+                answers.append((sent, time.monotonic(), response.text))
+
+    with ThreadPoolExecutor(4) as pool:
+        running = [pool.submit(client, path) for path in ("/", "/", "/", "/busy")]
+        for version in (1, 2, 3):
+            write(project / "app.py", HELLO.replace('"v0"', f'"v{version}"'))
+            wait_until(lambda v=version: any(a[2] == f"v{v}" for a in answers), 15, f"v{version}")
+        stop.set()
+        for future in running:
+            future.result()
+    patched = " * Patched 'app.py' in place: index() in "
+    wait_until(lambda: server.log().count(patched) == 3, what="three patches logged")
+    for sent, _, text in answers:
+        newer = [got for _, done, got in answers if done < sent and got > text]
+        assert not newer, f"{text!r} sent after {newer[0]!r} was answered"
 
 
 BEAT_APP = """
@@ -148,6 +209,38 @@ def test_an_app_holding_a_database_file_is_not_copied_and_edits_restart(
     )
     server.wait_for_log(" * Restarted in ")
     assert server.wait_for_text("/", "db v2")
+
+
+HELPER_APP = """
+import subprocess
+import sys
+
+from flask import Flask
+
+# A helper process started at import; it ends when the app process that holds its stdin does.
+HELPER = subprocess.Popen(
+    [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+)
+app = Flask(__name__)
+
+
+@app.route("/")
+def index():
+    return "helper v1"
+"""
+
+
+def test_an_app_that_started_a_process_at_import_is_not_copied(
+    dev_server: Callable[..., DevServer], project: Path
+) -> None:
+    """A restart starts the helper anew: workers of one copy would all share the first."""
+    write(project / "app.py", HELPER_APP)
+    server = dev_server("app.py", **PATCHING)
+    server.wait_for_text("/", "helper v1")
+    assert process_name(parent_of(server.child())) != "geventdev-base"
+    write(project / "app.py", HELPER_APP.replace("helper v1", "helper v2"))
+    server.wait_for_log(" * Not patched in place: the loaded app holds a child process (pid ")
+    assert server.wait_for_text("/", "helper v2")
 
 
 CSS_APP = """

@@ -32,7 +32,8 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 import gevent
@@ -63,12 +64,13 @@ class Worker:
 
 @dataclass
 class Swap:
-    """A patch under way: the new worker, the outcome's line, when it began."""
+    """A patch under way: the outcome's line, when it began, the old worker until it has
+    closed, then the new one until it serves."""
 
-    new: int
     log: str
     started: float
-    old: list[int] = field(default_factory=list)
+    old: int = 0
+    new: int = 0
 
 
 def lines(fd: int, worker: Worker | None) -> tuple[list[bytes], bool]:
@@ -216,8 +218,10 @@ class Pristine:
         for worker in list(self.workers.values()):
             if worker.fd in ready:
                 for line in lines(worker.fd, worker)[0]:
-                    self._from_worker(worker, line)
-        self._reap()
+                    if self._from_worker(worker, line):
+                        return True
+        if self._reap():
+            return True
         now = time.monotonic()
         for worker in self.workers.values():
             if worker.kill_at is not None and worker.kill_at <= now:
@@ -256,28 +260,26 @@ class Pristine:
             self._tell(current, line)
         return False
 
-    def _from_worker(self, worker: Worker, line: bytes) -> None:
+    def _from_worker(self, worker: Worker, line: bytes) -> bool:
+        """A worker's message; True in a new worker (forked once the old one closed)."""
         try:
             kind = Message.decode(line).type
         except (ValueError, KeyError, TypeError, AttributeError):
-            return
+            return False
         swap = self.swap
+        if swap is not None and kind == "draining" and worker.pid == swap.old:
+            return self._fork_new(swap)  # the old code no longer accepts
+        if swap is not None and kind == "ready" and worker.pid == swap.new:
+            worker.ready = True
+            self.current = worker.pid
+            self._patched(swap)
+            return False
         if kind == "ready":
             worker.ready = True
-            if swap is not None and worker.pid == swap.new:  # the patched copy serves
-                old = self.workers.get(self.current)
-                self.current = worker.pid
-                if old is None:
-                    self._patched(swap)
-                else:
-                    swap.old.append(old.pid)
-                    self._drain(old)
-                return
         if kind == "draining" and worker.pid != self.current:
-            if swap is not None and worker.pid in swap.old:  # no longer accepts: swapped
-                self._patched(swap)
-            return
+            return False  # an old worker's, said once it closed: the monitor never asked
         self._send(line)
+        return False
 
     def _drain(self, worker: Worker) -> None:
         worker.kill_at = time.monotonic() + self.graceful_timeout + KILL_GRACE
@@ -289,7 +291,9 @@ class Pristine:
         self._send(Message("patched", {"ok": True, "log": swap.log.replace("{ms}", str(took))}))
 
     def _patch(self, paths: list[str]) -> bool:
-        """Patch ourselves and fork the worker that serves it (True: in that worker)."""
+        """Patch ourselves; the old worker stops accepting, then the new one is forked (True:
+        in it). Never both at once: a request is never answered by the old code once the new
+        code has answered one (connections wait in the shared socket's backlog meanwhile)."""
         if self.swap is not None or self.stopping:
             self._send(Message("patched", {"ok": False, "log": "a patch is under way"}))
             return False
@@ -300,14 +304,27 @@ class Pristine:
         if not outcome.ok:
             self._send(Message("patched", outcome.to_message()))
             return False
-        self.swap = Swap(0, outcome.log, started)
+        self.swap = swap = Swap(outcome.log, started)
+        old = self.workers.get(self.current)
+        if old is None:
+            return self._fork_new(swap)
+        swap.old = old.pid
+        self._drain(old)
+        return False
+
+    def _fork_new(self, swap: Swap) -> bool:
+        if self.stopping:  # a stop came first: no worker that was not told to stop
+            self.swap = None
+            return False
+        swap.old = 0
         if self.fork():
             return True
-        self.swap.new = next(reversed(self.workers))  # the newest (pids are not in order)
+        swap.new = next(reversed(self.workers))  # the newest (pids are not in order)
         return False
 
     # -- exits -----------------------------------------------------------------------------
-    def _reap(self) -> None:
+    def _reap(self) -> bool:
+        """Reap the workers that exited; True in a new worker (see ``_from_worker``)."""
         for pid, worker in list(self.workers.items()):
             try:
                 done, status = os.waitpid(pid, os.WNOHANG)
@@ -326,11 +343,13 @@ class Pristine:
                 self._send(
                     Message("patched", {"ok": False, "log": f"its new worker exited ({code})"})
                 )
-            elif swap is not None and pid in swap.old:  # gone before it said so: swapped
-                self._patched(swap)
-            elif pid == self.current and not self.stopping:
+            elif swap is not None and pid == swap.old:  # gone before it said it closed
+                if self._fork_new(swap):
+                    return True
+            elif pid == self.current and not self.stopping and swap is None:
                 mirror(status)
         self._exit_if_done()
+        return False
 
     def _exit_if_done(self) -> None:
         if self.stopping and not self.workers:
@@ -365,5 +384,13 @@ def mirror(status: int) -> NoReturn:
 
 
 def keep(control_fd: int, listen_fd: int) -> str:
-    """Why this process cannot be kept as the pristine copy ("" if it can)."""
+    """Why this process cannot be kept as the pristine copy ("" if it can): what a fork cannot
+    share (``zygote.unshareable``), or a process the project started while loading (a restart
+    starts a new one; every worker of ours would share the one)."""
+    try:
+        children = Path(f"/proc/self/task/{os.getpid()}/children").read_text().split()
+    except OSError:
+        children = []
+    if children:
+        return f"a child process (pid {children[0]})"
     return unshareable({0, 1, 2, control_fd, listen_fd})
