@@ -135,6 +135,51 @@ def test_no_request_gets_the_old_code_once_the_new_code_answered_one(
         assert not newer, f"{text!r} sent after {newer[0]!r} was answered"
 
 
+HOG_APP = """
+import time
+from pathlib import Path
+
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.route("/")
+def index():
+    return "hog v1"
+
+
+@app.route("/hog")
+def hog():
+    Path("hogging").write_text("1")
+    started = time.monotonic()
+    while time.monotonic() - started < 2.5:  # holds the worker's hub: it reads nothing
+        pass
+    return "hog done v1"
+"""
+
+
+def test_a_patch_does_not_wait_for_a_worker_whose_hub_is_held(
+    dev_server: Callable[..., DevServer], project: Path
+) -> None:
+    """The old worker cannot say it closed while a request holds its hub: after a moment the
+    new worker is forked anyway (both accept for that moment, as across a restart), instead
+    of the patch timing out into a restart."""
+    write(project / "app.py", HOG_APP)
+    server = dev_server("app.py", **PATCHING)
+    server.wait_for_text("/", "hog v1")
+    base_of(server)
+    with ThreadPoolExecutor(1) as pool:
+        hogging = pool.submit(server.get, "/hog")
+        wait_until(lambda: (project / "hogging").exists(), what="the hub held")
+        write(project / "app.py", HOG_APP.replace('"hog v1"', '"hog v2"'))
+        server.wait_for_log(" * Patched 'app.py' in place: index() in ")
+        assert server.get("/").text == "hog v2"
+        assert not hogging.done()  # served by the new worker while the old one is held
+        assert hogging.result().text == "hog done v1"
+    assert " * Not patched in place" not in server.log()
+
+
 BEAT_APP = """
 import os
 

@@ -48,6 +48,8 @@ _real_close = monkey.get_original("os", "close")
 _real_fork = monkey.get_original("os", "fork")
 #: A worker that has not stopped by its drain's deadline is killed this much later.
 KILL_GRACE = 1.0
+#: How long a patch waits for the old worker to stop accepting before forking the new one.
+CLOSE_WAIT = 0.5
 
 
 @dataclass
@@ -71,6 +73,10 @@ class Swap:
     started: float
     old: int = 0
     new: int = 0
+    #: When the old worker, if it has not said it closed (its hub held by a CPU-bound request
+    #: or pdb), is left to close while the new one is forked: both accept for a moment then,
+    #: as across a restart.
+    give_up: float = 0.0
 
 
 def lines(fd: int, worker: Worker | None) -> tuple[list[bytes], bool]:
@@ -201,6 +207,8 @@ class Pristine:
         """Serve the channels and reap; True in a new worker. ``poll``: do not block."""
         pidfds = [w.pidfd for w in self.workers.values() if w.pidfd >= 0]
         deadlines = [w.kill_at for w in self.workers.values() if w.kill_at is not None]
+        if self.swap is not None and self.swap.old:
+            deadlines.append(self.swap.give_up)
         timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
         if len(pidfds) < len(self.workers):  # no pidfd: look again soon
             timeout = min(timeout, 0.2) if timeout is not None else 0.2
@@ -223,6 +231,9 @@ class Pristine:
         if self._reap():
             return True
         now = time.monotonic()
+        if self.swap is not None and self.swap.old and now >= self.swap.give_up:
+            if self._fork_new(self.swap):
+                return True
         for worker in self.workers.values():
             if worker.kill_at is not None and worker.kill_at <= now:
                 worker.kill_at = None
@@ -267,17 +278,18 @@ class Pristine:
         except (ValueError, KeyError, TypeError, AttributeError):
             return False
         swap = self.swap
-        if swap is not None and kind == "draining" and worker.pid == swap.old:
-            return self._fork_new(swap)  # the old code no longer accepts
-        if swap is not None and kind == "ready" and worker.pid == swap.new:
-            worker.ready = True
-            self.current = worker.pid
-            self._patched(swap)
-            return False
+        if kind == "draining":
+            if swap is not None and worker.pid == swap.old:
+                return self._fork_new(swap)  # the old code no longer accepts
+            if self.stopping and worker.pid == self.current:  # the monitor asked for it
+                self._send(line)
+            return False  # an old worker's, once it closed: ours to know, not the monitor's
         if kind == "ready":
             worker.ready = True
-        if kind == "draining" and worker.pid != self.current:
-            return False  # an old worker's, said once it closed: the monitor never asked
+            if swap is not None and worker.pid == swap.new:
+                self.current = worker.pid
+                self._patched(swap)
+                return False
         self._send(line)
         return False
 
@@ -308,7 +320,7 @@ class Pristine:
         old = self.workers.get(self.current)
         if old is None:
             return self._fork_new(swap)
-        swap.old = old.pid
+        swap.old, swap.give_up = old.pid, time.monotonic() + CLOSE_WAIT
         self._drain(old)
         return False
 
