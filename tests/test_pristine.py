@@ -225,67 +225,49 @@ def test_a_greenlet_started_at_import_runs_in_each_worker_never_in_the_copy(
     assert str(base) not in pids()
 
 
-SQLITE_APP = """
+#: What a loaded app may hold that no copy of it can share: an SQLite database (SQLite must not
+#: cross a fork), and a helper process (a restart starts a new one; workers of one copy would
+#: share the first; it ends when the app process that holds its stdin does).
+HOLDING = {
+    "a file open for writing and reading": """
 import sqlite3
-
-from flask import Flask
 
 DB = sqlite3.connect("data.db", check_same_thread=False)
 DB.execute("create table if not exists t (x)")
-app = Flask(__name__)
-
-
-@app.route("/")
-def index():
-    return "db v1"
-"""
-
-
-def test_an_app_holding_a_database_file_is_not_copied_and_edits_restart(
-    dev_server: Callable[..., DevServer], project: Path
-) -> None:
-    write(project / "app.py", SQLITE_APP)
-    server = dev_server("app.py", **PATCHING)
-    server.wait_for_text("/", "db v1")
-    assert process_name(parent_of(server.child())) != "geventdev-base"
-    write(project / "app.py", SQLITE_APP.replace("db v1", "db v2"))
-    server.wait_for_log(
-        " * Not patched in place: the loaded app holds a file open for writing and reading"
-    )
-    server.wait_for_log(" * Restarted in ")
-    assert server.wait_for_text("/", "db v2")
-
-
-HELPER_APP = """
+""",
+    "a child process (pid ": """
 import subprocess
 import sys
 
-from flask import Flask
-
-# A helper process started at import; it ends when the app process that holds its stdin does.
 HELPER = subprocess.Popen(
     [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
 )
+""",
+}
+HOLDING_APP = """
+from flask import Flask
+
 app = Flask(__name__)
 
 
 @app.route("/")
 def index():
-    return "helper v1"
+    return "held v1"
 """
 
 
-def test_an_app_that_started_a_process_at_import_is_not_copied(
-    dev_server: Callable[..., DevServer], project: Path
+@pytest.mark.parametrize("held", list(HOLDING))
+def test_an_app_holding_what_a_copy_cannot_share_is_not_copied_and_edits_restart(
+    dev_server: Callable[..., DevServer], project: Path, held: str
 ) -> None:
-    """A restart starts the helper anew: workers of one copy would all share the first."""
-    write(project / "app.py", HELPER_APP)
+    write(project / "app.py", HOLDING[held] + HOLDING_APP)
     server = dev_server("app.py", **PATCHING)
-    server.wait_for_text("/", "helper v1")
+    server.wait_for_text("/", "held v1")
     assert process_name(parent_of(server.child())) != "geventdev-base"
-    write(project / "app.py", HELPER_APP.replace("helper v1", "helper v2"))
-    server.wait_for_log(" * Not patched in place: the loaded app holds a child process (pid ")
-    assert server.wait_for_text("/", "helper v2")
+    write(project / "app.py", HOLDING[held] + HOLDING_APP.replace("held v1", "held v2"))
+    server.wait_for_log(f" * Not patched in place: the loaded app holds {held}")
+    server.wait_for_log(" * Restarted in ")
+    assert server.wait_for_text("/", "held v2")
 
 
 CSS_APP = """

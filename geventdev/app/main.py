@@ -424,10 +424,8 @@ def serve(
     server = started
     SERVING[:] = [started]
     send(control, Message("ready", {"pid": os.getpid(), "import_ms": import_ms}))
-    if worker:  # the pristine copy read the sources; ours are frozen (``Pristine.fork``)
+    if worker:  # what the pristine copy loaded is frozen in us (``Pristine.fork``)
         gevent.spawn_later(0.1, gc.unfreeze)
-    else:
-        gevent.spawn_later(0.1, patch.prepare)  # read the sources once serving has started
     if control is not None and sys.stdin is not None and sys.stdin.isatty():
         gevent.spawn(read_terminal, control, lambda: server is None or server.draining or _forked)
     stopped.wait()

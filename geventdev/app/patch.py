@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from inspect import CO_OPTIMIZED
 from typing import Any
 
-import gevent
 from gevent.lock import Semaphore
 from greenlet import greenlet  # type: ignore[import-untyped]
 
@@ -301,7 +300,7 @@ class Patcher:
                 self._decline_structural(os.path.realpath(path))
         except Declined as exc:
             return Outcome(False, str(exc))
-        with self.lock:  # prepare() may be halfway through
+        with self.lock:  # a graph being built (``prepare_pristine``)
             if self.graph is None:
                 self.snapshot()
         try:
@@ -596,30 +595,23 @@ def track(before: Iterable[str], load_started_ns: int, files: Iterable[str], tar
     _patcher[:] = [patcher]
 
 
-def prepare(pause: Callable[[], object] = lambda: gevent.sleep(0)) -> None:
-    """Read the sources and build the load graph (right after serving starts, so a first patch
-    pays nothing), calling ``pause`` every few files (it yields to requests)."""
+def prepare_pristine(pause: Callable[[], object]) -> None:
+    """In the pristine copy (``app.pristine``), while its first worker starts, so a first patch
+    pays nothing: read the sources and build the load graph, calling ``pause`` every few files
+    (it serves the channels), then index the heap's functions once (a patch scans nothing)."""
     for patcher in _patcher:
         with patcher.lock:
             if patcher.graph is None:
                 patcher.snapshot(pause=pause)
-
-
-def prepare_pristine(pause: Callable[[], object]) -> None:
-    """``prepare`` in the pristine copy (``app.pristine``), while its first worker starts: the
-    load graph, and the heap's functions indexed once (a patch then scans nothing)."""
-    prepare(pause=pause)
-    for patcher in _patcher:
-        patcher.index_heap()
+            patcher.index_heap()
 
 
 _declined: list[str] = []
 
 
 def decline(reason: str) -> None:
-    """Patch nothing in this process: every ``attempt`` answers ``reason`` (what ``track``
-    kept is dropped, and ``prepare`` has nothing to read: a big project's sources and load
-    graph are tens of MB)."""
+    """Patch nothing in this process: every ``attempt`` answers ``reason``, and what ``track``
+    kept is dropped (a big project's sources and load graph are tens of MB)."""
     _declined[:] = [reason]
     _patcher.clear()
 
