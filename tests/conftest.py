@@ -236,7 +236,8 @@ def stays_false(predicate: Callable[[], bool], within: float) -> bool:
 def geventdev_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "WERKZEUG_"))}
     # extra may override: PYTHONDONTWRITEBYTECODE="" runs with bytecode caches on, as users do.
-    # GEVENTDEV_PATCH=0: the suite tests restarts; tests/test_patch*.py turn patching on.
+    # GEVENTDEV_PATCH=0: most tests are about restarts; tests/test_patch*.py and
+    # tests/test_pristine.py turn patching (the default) on.
     base = {"PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     env.update({**base, "GEVENTDEV_PATCH": "0", **extra})
     return env
