@@ -57,13 +57,18 @@ def test_sigterm_to_the_monitor_alone_stops_everything(project: Path, dev_server
     assert port_is_free(server.port)
 
 
-def test_sigkill_of_the_monitor_leaves_no_orphan(project: Path, dev_server) -> None:
+@pytest.mark.parametrize(("patching", "processes"), [("0", 2), ("1", 3)], ids=["restart", "patch"])
+def test_sigkill_of_the_monitor_leaves_no_orphan(
+    project: Path, dev_server, patching: str, processes: int
+) -> None:
+    """The warm standby, the app process forked from it and, patching, the worker forked from
+    that (the app process stays as it loaded: ``app.pristine``) all die with the monitor."""
     write(project / "app.py", HELLO_APP)
-    server = dev_server("app.py")
+    server = dev_server("app.py", GEVENTDEV_PATCH=patching)
     server.get("/")
     server.standby()
     children = server.children()
-    assert len(children) == 2  # the app and the warm standby
+    assert len(children) == processes, children
     server.proc.kill()
     server.proc.wait(timeout=5)
     wait_until(lambda: not any(map(pid_alive, children)), 3, "the orphans to exit")

@@ -226,14 +226,28 @@ def test_a_greenlet_started_at_import_runs_in_each_worker_never_in_the_copy(
 
 
 #: What a loaded app may hold that no copy of it can share: an SQLite database (SQLite must not
-#: cross a fork), and a helper process (a restart starts a new one; workers of one copy would
-#: share the first; it ends when the app process that holds its stdin does).
+#: cross a fork), a thread (a greenlet under gevent: after a fork Python counts it stopped, and
+#: "start it if it is not alive" code starts a second one), and a helper process (a restart
+#: starts a new one; workers of one copy would share the first; it ends when the app process
+#: that holds its stdin does).
 HOLDING = {
     "a file open for writing and reading": """
 import sqlite3
 
 DB = sqlite3.connect("data.db", check_same_thread=False)
 DB.execute("create table if not exists t (x)")
+""",
+    "a thread (ticker)": """
+import threading
+import time
+
+
+def tick():
+    while True:
+        time.sleep(0.05)
+
+
+threading.Thread(target=tick, name="ticker", daemon=True).start()
 """,
     "a child process (pid ": """
 import subprocess

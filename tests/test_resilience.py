@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 import requests
 from conftest import HELLO_APP, pid_alive, wait_until, write
 
@@ -138,14 +139,22 @@ def test_restart_log_reports_import_time(project: Path, dev_server) -> None:
     assert " ms (import " in log
 
 
-def test_reloads_under_load_lose_no_request(project: Path, dev_server) -> None:
-    """Steady traffic from several keep-alive clients while the app restarts again and again,
-    as users run: bytecode caches on, and same-size saves, each as soon as the previous one is
-    served, so that several land inside one second. After each " * Restarted in", a new
+@pytest.mark.parametrize(
+    ("patching", "line"),
+    [("0", " * Restarted in "), ("1", " * Patched ")],
+    ids=["restart", "patch"],
+)
+def test_reloads_under_load_lose_no_request(
+    project: Path, dev_server, patching: str, line: str
+) -> None:
+    """Steady traffic from several keep-alive clients while the app restarts (or, patching, is
+    swapped for a fresh fork of its patched pristine copy) again and again, as users run:
+    bytecode caches on, and same-size saves, each as soon as the previous one is served, so
+    that several land inside one second. After each " * Restarted in" (" * Patched"), a new
     connection gets exactly what was saved."""
     reloads = int(os.environ.get("GEVENTDEV_SOAK_RELOADS", "15"))
     app = write(project / "app.py", HELLO_APP)
-    server = dev_server("app.py", PYTHONDONTWRITEBYTECODE="")
+    server = dev_server("app.py", PYTHONDONTWRITEBYTECODE="", GEVENTDEV_PATCH=patching)
     server.get("/")
     stop = threading.Event()
     failures: list[str] = []
@@ -173,7 +182,7 @@ def test_reloads_under_load_lose_no_request(project: Path, dev_server) -> None:
                 wait_until(lambda: time.time() % 1 < 0.05, what="the top of a second")
             write(app, HELLO_APP.replace("hello v1", f"version {n:03d}"))
             seconds.append(int(app.stat().st_mtime))
-            server.wait_for_log(" * Restarted in ", count=n, timeout=20)
+            server.wait_for_log(line, count=n, timeout=20)
             fresh = requests.get(server.url + "/", headers={"Connection": "close"}, timeout=15)
             assert fresh.text == f"version {n:03d}", server.log()
         assert len(set(seconds)) < reloads, seconds  # some saves did land inside one second

@@ -30,6 +30,7 @@ import gc
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -405,4 +406,11 @@ def keep(control_fd: int, listen_fd: int) -> str:
         children = []
     if children:
         return f"a child process (pid {children[0]})"
+    # A ``threading.Thread`` started while loading is a greenlet under gevent, not a native
+    # thread: it would go on running in each worker, but Python's after-fork hook marks every
+    # thread but the forking one stopped there (``is_alive()`` False: "start it if it is not
+    # running" code would start a second one), unlike in a cold start.
+    others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+    if others:
+        return f"a thread ({', '.join(sorted(others))})"
     return unshareable({0, 1, 2, control_fd, listen_fd})
