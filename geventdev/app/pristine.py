@@ -280,9 +280,10 @@ class Pristine:
             return False
         swap = self.swap
         if kind == "draining":
-            if swap is not None and worker.pid == swap.old:
+            if swap is not None and worker.pid == swap.old and not self.stopping:
                 return self._fork_new(swap)  # the old code no longer accepts
             if self.stopping and worker.pid == self.current:  # the monitor asked for it
+                self.swap = None
                 self._send(line)
             return False  # an old worker's, once it closed: ours to know, not the monitor's
         if kind == "ready":
@@ -308,7 +309,8 @@ class Pristine:
         in it). Never both at once: a request is never answered by the old code once the new
         code has answered one (connections wait in the shared socket's backlog meanwhile)."""
         if self.swap is not None or self.stopping:
-            self._send(Message("patched", {"ok": False, "log": "a patch is under way"}))
+            busy = "stopping" if self.stopping else "a patch is under way"
+            self._send(Message("patched", {"ok": False, "log": busy}))
             return False
         started = time.monotonic()
         outcome = patch.attempt(paths)
