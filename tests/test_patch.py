@@ -343,3 +343,28 @@ def test_an_edit_outside_function_bodies_is_declined_without_waiting_for_the_gra
         patcher.lock.release()
     assert not outcome.ok
     assert outcome.to_message()["log"] == "'views_mod.py' changed outside function bodies"
+
+
+def test_the_pristine_copy_answers_an_edit_outside_bodies_while_it_builds_the_graph(
+    tmp_path, monkeypatch
+) -> None:
+    """While the load graph is built (seconds for a big project), a patch waits for it; an
+    added route needs no graph, so it is answered at once (the restart starts at once)."""
+    from geventdev.app import patch
+    from geventdev.app.patch import Patcher
+
+    monkeypatch.chdir(tmp_path)
+    views = tmp_path / "views_mod.py"
+    views.write_text("def index():\n    return 'a'\n")
+    module = types.ModuleType("views_mod")
+    module.__file__ = str(views)
+    patcher = Patcher({str(views): module}, time.time_ns() + 10**9, "")
+    patcher.read_sources()
+    monkeypatch.setattr(patch, "_patcher", [patcher])
+    views.write_text("def index():\n    return 'b'\n")
+    assert patch.declined_at_once([str(views)]) is None  # a body edit: it waits for the graph
+    views.write_text("def index():\n    return 'b'\n\n\ndef added():\n    return 'c'\n")
+    declined = patch.declined_at_once([str(views)])
+    assert declined is not None and not declined.ok
+    assert declined.log == "'views_mod.py' changed outside function bodies"
+    assert patcher.graph is None  # nothing was built for it

@@ -274,9 +274,9 @@ class Patcher:
             self.tracked[path] = Tracked(module, None)
 
     def snapshot(self, pause: Callable[[], object] = lambda: None) -> None:
-        """Decode the sources and build the load graph (done after "ready", off the restart's
-        critical path, or by the first patch). ``pause`` is called every few files, so reading
-        a big project never holds requests up for long."""
+        """Decode the sources and build the load graph (while the first worker starts, off the
+        restart's critical path, or by the first patch). ``pause`` is called every few files,
+        so the pristine copy serves its channels meanwhile."""
         summaries = []
         for number, (path, data) in enumerate(self.raw.items()):
             if number % 20 == 19:
@@ -293,13 +293,21 @@ class Patcher:
         self.graph = LoadGraph.build(summaries, [self.factory] if self.factory else [])
         self.raw.clear()
 
-    def attempt(self, paths: list[str]) -> Outcome:
-        """Patch every file in ``paths``, or none of them."""
+    def structural(self, paths: list[str]) -> Outcome | None:
+        """The answer to an edit outside function bodies, which needs no load graph; None if
+        that is not the case."""
         try:
             for path in paths:
                 self._decline_structural(os.path.realpath(path))
         except Declined as exc:
             return Outcome(False, str(exc))
+        return None
+
+    def attempt(self, paths: list[str]) -> Outcome:
+        """Patch every file in ``paths``, or none of them."""
+        declined = self.structural(paths)
+        if declined is not None:
+            return declined
         with self.lock:  # a graph being built (``prepare_pristine``)
             if self.graph is None:
                 self.snapshot()
@@ -614,6 +622,14 @@ def decline(reason: str) -> None:
     kept is dropped (a big project's sources and load graph are tens of MB)."""
     _declined[:] = [reason]
     _patcher.clear()
+
+
+def declined_at_once(paths: list[str]) -> Outcome | None:
+    """An answer that needs no load graph (an edit outside function bodies), or None: asked
+    while the graph is being built, which takes seconds in a big project."""
+    if _declined:
+        return Outcome(False, _declined[0])
+    return _patcher[0].structural(paths) if _patcher else None
 
 
 def attempt(paths: list[str]) -> Outcome:

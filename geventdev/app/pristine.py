@@ -257,10 +257,15 @@ class Pristine:
             return False
         current = self.workers.get(self.current)
         if message.type == "patch":
+            paths = list(message.data.get("paths", ()))
             if self.deferred is not None:  # still preparing (``serve``)
-                self.deferred.append(list(message.data.get("paths", ())))
+                declined = patch.declined_at_once(paths)  # an added route: say so now
+                if declined is None:
+                    self.deferred.append(paths)
+                else:
+                    self._send(Message("patched", declined.to_message()))
                 return False
-            return self._patch(list(message.data.get("paths", ())))
+            return self._patch(paths)
         if message.type == "drain":
             self.stopping = True
             for worker in self.workers.values():
