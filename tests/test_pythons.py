@@ -3,11 +3,12 @@
 This interpreter runs the whole suite; each other available version runs a defined subset in a
 fresh virtualenv made with it, with the dependencies pip picks for that version (3.10 gets
 watchdog 6, whose typing broke ``mypy --strict``): ``mypy --strict``, the unit tier (discovery,
-live reload, the restart plan, the watcher's filter, the path policy, in-place patching) and a
-few end-to-end reload tests (code edit, template edit, patching, live reload's sources, Flask's
-documented patterns, a project under the base prefix). A version that is not installed is
-skipped, and the skip says where we looked. Interpreters are found in pyenv's versions
-directory (``$PYENV_ROOT``, default ``~/.pyenv``), then on ``PATH`` as ``python3.X``.
+live reload, the restart plan, the watcher's filter, the path policy, patching) and a few
+end-to-end reload tests (code edit, template edit, patching and the pristine copy it forks
+workers from, live reload's sources, Flask's documented patterns, a project under the base
+prefix). A version that is not installed is skipped, and the skip says where we looked.
+Interpreters are found in pyenv's versions directory (``$PYENV_ROOT``, default ``~/.pyenv``),
+then on ``PATH`` as ``python3.X``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ SUBSET = [
     "tests/test_paths.py",
     "tests/test_patch.py",
     "tests/test_patch_live.py",
+    "tests/test_pristine.py",
     "tests/test_routing.py",
     "tests/test_gate.py::test_the_standby_loads_up_to_the_file_edited_last",
     "tests/test_gate.py::test_a_module_the_project_loads_by_path_is_read_again",
