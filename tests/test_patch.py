@@ -118,12 +118,44 @@ def test_a_file_the_standby_imported_ahead_is_never_patched() -> None:
     assert actions[-1] == Spawn(3)  # cold: the standby holds the old copy
 
 
-def test_a_change_while_a_patch_is_pending_restarts_for_both() -> None:
+def test_a_change_while_a_patch_is_pending_is_taken_once_it_is_answered() -> None:
+    """The tail of the same save split off by the debounce under load, or a formatter saving
+    again: once the patch is answered, the change is taken as any change (patched again)."""
     plan = serving()
     plan.step(Changes({VIEW: "restart"}), 1.0)
-    actions = plan.step(Changes({"/p/models.py": "restart"}), 1.1)
-    assert actions == [Log(" * Detected change in 'models.py' and 1 more, restarting"), Spawn(2)]
+    assert plan.step(Changes({VIEW: "restart"}), 1.1) == []
+    actions = plan.step(ChildMessage(1, patched(True, " * Patched")), 1.2)
+    assert actions == [Log(" * Patched"), TryPatch(1, (VIEW,))]
+    assert plan.patching is not None and plan.patching[1] == frozenset({VIEW})
+
+
+def test_a_change_while_a_patch_is_pending_restarts_with_it_if_it_is_declined() -> None:
+    plan = serving()
+    plan.step(Changes({VIEW: "restart"}), 1.0)
+    assert plan.step(Changes({"/p/models.py": "restart"}), 1.1) == []
+    actions = plan.step(ChildMessage(1, patched(False, "a new route")), 1.2)
+    assert actions == [
+        Log(" * Not patched in place: a new route"),
+        Log(" * Detected change in 'models.py' and 1 more, restarting"),
+        Spawn(2),
+    ]
+
+
+def test_an_env_file_while_a_patch_is_pending_restarts_for_both_at_once() -> None:
+    plan = serving()
+    plan.step(Changes({VIEW: "restart"}), 1.0)
+    actions = plan.step(Changes({"/p/.env": "restart"}), 1.1)
+    assert actions == [Log(" * Detected change in '.env' and 1 more, restarting"), Spawn(2)]
     assert plan.step(ChildMessage(1, patched(True, " * Patched")), 1.2) == []  # too late
+
+
+def test_a_change_while_a_patch_is_pending_survives_the_app_dying() -> None:
+    plan = serving()
+    plan.step(Changes({VIEW: "restart"}), 1.0)
+    plan.step(Changes({"/p/models.py": "restart"}), 1.1)
+    actions = plan.step(ChildExited(1, -9), 1.2)
+    assert Log(" * Detected change in 'models.py', restarting") in actions
+    assert actions[-1] == Spawn(2)
 
 
 def test_an_app_that_never_answers_is_restarted() -> None:

@@ -232,6 +232,7 @@ class Plan:
     fork_cold: bool = False
     patch: bool = False  # try an in-place patch of .py edits before restarting
     patching: tuple[int, frozenset[str], float] | None = None  # (gen, paths, asked at)
+    queued: frozenset[str] = frozenset()  # .py changes that came while a patch was pending
     recent: tuple[str, ...] = ()  # .py files edited, most recent first (a standby's hot files)
     respawned_at: float = -INF  # when a stale standby was last replaced
 
@@ -333,9 +334,14 @@ class Plan:
             return actions + self._replace_stale_standby(now)
         # Env files always restart cold: a standby's environment was fixed when it started.
         cold = any(p in self.cold_files or os.path.basename(p) in ENV_FILES for p in restart)
-        if self.patching is not None:  # a change while a patch is pending: restart for both
-            restart = sorted({*restart, *self.patching[1]})
-            self.patching = None
+        if self.patching is not None and not cold:
+            # A change while a patch is pending (the tail of the same save, split by the
+            # debounce under load; a formatter saving again): taken once it is answered.
+            self.queued |= frozenset(restart)
+            return []
+        if self.patching is not None:  # an env file: restart for both, now
+            restart = sorted({*restart, *self.patching[1], *self.queued})
+            self.patching, self.queued = None, frozenset()
         elif not cold and self._patchable(restart):
             self.patching = (self.gen, frozenset(restart), now)
             refresh = tuple(sorted(p for p, kind in event.paths.items() if kind == "refresh"))
@@ -368,6 +374,11 @@ class Plan:
         if self.stopping or self.patching is None or self.patching[0] != gen:
             return []  # answered too late: a restart (or the stop) is under way
         paths, self.patching = self.patching[1], None
+        queued, self.queued = self.queued, frozenset()
+        if data.get("ok") and queued:  # then the changes that came meanwhile, as any change
+            line = Log(str(data.get("log", " * Patched in place")))
+            return [line, *self._on_changes(Changes(dict.fromkeys(queued, "restart")), now)]
+        paths |= queued
         if data.get("ok"):  # a standby that read the old copy is stale (``changed`` has it)
             # No new standby for the next edit a patch cannot take (as ``_on_ready`` starts
             # one): the one there is the parent of the app process, so it would stay beside the
@@ -391,7 +402,8 @@ class Plan:
         if self.stopping:  # e.g. a patch's deadline passing during Ctrl+C
             return []
         if self.patching is not None:  # "rs" or a crash while a patch is pending
-            paths, self.patching = paths | self.patching[1], None
+            paths, self.patching = paths | self.patching[1] | self.queued, None
+            self.queued = frozenset()
         actions: list[Action] = [Log(reason)]
         for child in self._apps():
             if not child.ready:  # still starting with code that is already stale
@@ -563,6 +575,9 @@ class Plan:
         actions: list[Action] = [Log(f" * {what}; waiting for a change"), Fallback(what)]
         for old in self._apps():  # the newest code is dead: stop serving older code
             actions += self._drain(old, self.graceful_timeout, now)
+        if self.queued and self.patching is None:  # saved while it was patching: that change
+            queued, self.queued = self.queued, frozenset()
+            actions += self._changed(queued, now)
         return actions
 
     def _on_stop(self, event: Stop, now: float) -> list[Action]:
@@ -573,6 +588,7 @@ class Plan:
     def _stop_all(self, now: float) -> list[Action]:
         self.stopping = True
         self.patching = self.announce = self.change_at = None  # no patch, restart or line now
+        self.queued = frozenset()
         if not self.children:
             return [Exit(self.exit_code)]
         actions: list[Action] = []
@@ -587,7 +603,8 @@ class Plan:
     def _on_tick(self, event: Tick, now: float) -> list[Action]:
         actions: list[Action] = []
         if self.patching is not None and now >= self.patching[2] + PATCH_TIMEOUT:
-            paths, self.patching = self.patching[1], None
+            paths, self.patching = self.patching[1] | self.queued, None
+            self.queued = frozenset()
             actions += [Log(" * Not patched in place: no answer"), *self._changed(paths, now)]
         for child in self.children.values():
             if child.kill_at is not None and child.kill_at <= now:
