@@ -111,12 +111,19 @@ def test_no_request_gets_the_old_code_once_the_new_code_answered_one(
     server.wait_for_text("/", "v0")
     base_of(server)
     answers: list[tuple[float, float, str]] = []
+    failures: list[str] = []
     stop = threading.Event()
 
     def client(path: str) -> None:
         while not stop.is_set():
             sent = time.monotonic()
-            response = requests.get(server.url + path, headers={"Connection": "close"}, timeout=10)
+            try:
+                response = requests.get(
+                    server.url + path, headers={"Connection": "close"}, timeout=10
+                )
+            except requests.RequestException as exc:
+                failures.append(f"{path}: {exc!r}")
+                continue
             if path == "/":
                 answers.append((sent, time.monotonic(), response.text))
 
@@ -130,9 +137,51 @@ def test_no_request_gets_the_old_code_once_the_new_code_answered_one(
             future.result()
     patched = " * Patched 'app.py' in place: index() in "
     wait_until(lambda: server.log().count(patched) == 3, what="three patches logged")
+    assert failures == []
     for sent, _, text in answers:
         newer = [got for _, done, got in answers if done < sent and got > text]
         assert not newer, f"{text!r} sent after {newer[0]!r} was answered"
+
+
+SLOW_START = """
+import time
+from pathlib import Path
+
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.route("/")
+def index():
+    return "v0"
+
+
+@app.route("/slow")
+def slow():
+    Path("started").write_text("1")
+    time.sleep(1.5)
+    return "slow done"
+"""
+
+
+def test_an_edit_right_after_start_never_cuts_a_request_of_the_serving_worker(
+    dev_server: Callable[..., DevServer], project: Path
+) -> None:
+    """The base builds its load graph after its first worker serves (here one module of 20,000
+    functions: a long parse, with no file boundary to pause at). The worker's "ready" reaches
+    the monitor first: an edit saved right after the first answer finds a serving app, whose
+    requests in flight finish, not one still starting, which a restart drains at once."""
+    helpers = "".join(f"\n\ndef helper_{n}(x):\n    return x + {n}\n" for n in range(20_000))
+    write(project / "app.py", SLOW_START + helpers)
+    server = dev_server("app.py", **PATCHING)
+    server.wait_for_text("/", "v0", timeout=30)
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(server.get, "/slow")
+        wait_until(lambda: (project / "started").exists(), what="the slow request running")
+        write(project / "app.py", SLOW_START.replace('"v0"', '"v1"') + helpers)
+        assert in_flight.result().text == "slow done"
+    assert server.wait_for_text("/", "v1", timeout=30)
 
 
 HOG_APP = """

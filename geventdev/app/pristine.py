@@ -191,8 +191,12 @@ class Pristine:
         if self.fork():
             return True
         self.current = next(iter(self.workers))
-        # The load graph and the heap's index (seconds for a big project), while the worker
-        # starts; between files, the channels are served, a patch waits for the graph.
+        # Its "ready" goes to the monitor before anything else: until the monitor has it, a
+        # change restarts, and drains this app at once as one still starting.
+        while not self.workers[self.current].ready:
+            self._wait()  # a worker that dies first is mirrored (we exit)
+        # The load graph and the heap's index (seconds for a big project); between files, the
+        # channels are served, a patch waits for the graph.
         self.deferred = []
         patch.prepare_pristine(pause=lambda: self._wait(poll=True))
         deferred, self.deferred = self.deferred, None
