@@ -26,7 +26,6 @@ While it waits, the channels and a ``pidfd`` per worker are watched with the rea
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import socket
@@ -38,15 +37,19 @@ from pathlib import Path
 from typing import NoReturn
 
 import gevent
-from gevent import monkey
 
 from geventdev.app import patch
-from geventdev.app.zygote import OWN_FORK, unshareable
+from geventdev.app.zygote import (
+    exit_status,
+    fork_frozen,
+    pidfd_of,
+    real_close,
+    real_select,
+    unshareable,
+    write_all,
+)
 from geventdev.protocol import ENV_PIN_FAILURES, Message
 
-_real_select = monkey.get_original("select", "select")
-_real_close = monkey.get_original("os", "close")
-_real_fork = monkey.get_original("os", "fork")
 #: A worker that has not stopped by its drain's deadline is killed this much later.
 KILL_GRACE = 1.0
 #: How long a patch waits for the old worker to stop accepting before forking the new one.
@@ -54,13 +57,40 @@ CLOSE_WAIT = 0.5
 
 
 @dataclass
-class Worker:
-    """A serving fork: its end of the channel (bytes read but not yet a whole line kept)."""
+class Channel:
+    """One end of a channel of JSON lines, and the bytes read of a line not yet whole."""
+
+    fd: int
+    buffer: bytes = b""
+
+    def lines(self) -> tuple[list[bytes], bool]:
+        """The whole lines waiting (a partial one stays in ``buffer``), and whether the other
+        end is gone."""
+        chunks: list[bytes] = []
+        gone = False
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:
+                gone = True
+                break
+            chunks.append(chunk)
+            if not real_select([self.fd], [], [], 0)[0]:
+                break
+        *whole, self.buffer = (self.buffer + b"".join(chunks)).split(b"\n")
+        return [line + b"\n" for line in whole if line], gone
+
+
+@dataclass(kw_only=True)
+class Worker(Channel):
+    """A serving fork, and our end of its channel."""
 
     pid: int
-    fd: int
     pidfd: int
-    buffer: bytes = b""
     ready: bool = False
     kill_at: float | None = None
 
@@ -78,48 +108,6 @@ class Swap:
     #: or pdb), is left to close while the new one is forked: both accept for a moment then,
     #: as across a restart.
     give_up: float = 0.0
-
-
-def lines(fd: int, worker: Worker | None) -> tuple[list[bytes], bool]:
-    """The whole lines waiting on ``fd`` (a worker's partial line stays in its buffer), and
-    whether the other end is gone."""
-    chunks: list[bytes] = []
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            break
-        except OSError:
-            chunk = b""
-        if not chunk:
-            return _split(b"".join(chunks), worker)[0], True
-        chunks.append(chunk)
-        if not _real_select([fd], [], [], 0)[0]:
-            break
-    return _split(b"".join(chunks), worker)
-
-
-def _split(data: bytes, worker: Worker | None) -> tuple[list[bytes], bool]:
-    if worker is not None:
-        data, worker.buffer = worker.buffer + data, b""
-    *whole, rest = data.split(b"\n")
-    if worker is not None:
-        worker.buffer = rest
-    return [line + b"\n" for line in whole if line], False
-
-
-def write_all(fd: int, data: bytes) -> bool:
-    """Write ``data`` (the fd may be non-blocking: gevent set it so); False if the reader is
-    gone."""
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view) :]
-        except BlockingIOError:
-            _real_select([], [fd], [])
-        except OSError:
-            return False
-    return True
 
 
 class Pristine:
@@ -143,7 +131,7 @@ class Pristine:
         self.current = 0
         self.swap: Swap | None = None
         self.stopping = False
-        self.monitor_buffer = Worker(0, control_fd, -1)  # only its line buffer is used
+        self.monitor = Channel(control_fd)
         self.deferred: list[list[str]] | None = None  # patches asked while preparing
 
     # -- forking ---------------------------------------------------------------------------
@@ -151,36 +139,24 @@ class Pristine:
         """Fork a worker; True in it (its channel on ``control_fd``), False here."""
         ours, theirs = socket.socketpair()
         ours_fd, theirs_fd = ours.detach(), theirs.detach()
-        # The worker's collector leaves our objects alone (a full collection writes to every
-        # object's header: each page written is a copy); it thaws once serving.
-        gc.freeze()
-        OWN_FORK[0] = True  # the at-fork hooks for processes the *app* forks: not this one
-        try:
-            pid = _real_fork()
-        finally:
-            OWN_FORK[0] = False
+        pid = fork_frozen()  # the worker thaws once serving (``app.main.serve``)
         if pid == 0:
-            _real_close(ours_fd)
+            real_close(ours_fd)
             for worker in self.workers.values():  # our other workers: not the new one's
-                _real_close(worker.fd)
+                real_close(worker.fd)
                 if worker.pidfd >= 0:
-                    _real_close(worker.pidfd)
+                    real_close(worker.pidfd)
             # The channel takes the fd number the code above us reads and writes; only then
             # is the hub made anew, so its watcher on that number watches the new channel.
             os.dup2(theirs_fd, self.control_fd, inheritable=False)
-            _real_close(theirs_fd)
+            real_close(theirs_fd)
             os.set_blocking(self.control_fd, False)
             gevent.reinit()
             self.became_worker(self.pid)
             return True
-        gc.unfreeze()
-        _real_close(theirs_fd)
+        real_close(theirs_fd)
         os.set_blocking(ours_fd, False)
-        try:
-            pidfd = os.pidfd_open(pid)
-        except (OSError, AttributeError):  # Linux < 5.3, macOS: its exit is seen at a poll
-            pidfd = -1
-        self.workers[pid] = Worker(pid, ours_fd, pidfd)
+        self.workers[pid] = Worker(fd=ours_fd, pid=pid, pidfd=pidfd_of(pid))
         return False
 
     def serve(self) -> bool:
@@ -220,9 +196,9 @@ class Pristine:
         if poll:
             timeout = 0.0
         fds = [self.control_fd, *(w.fd for w in self.workers.values()), *pidfds]
-        ready = set(_real_select(fds, [], [], timeout)[0])
+        ready = set(real_select(fds, [], [], timeout)[0])
         if self.control_fd in ready:
-            found, gone = lines(self.control_fd, self.monitor_buffer)
+            found, gone = self.monitor.lines()
             for line in found:
                 if self._from_monitor(line):
                     return True
@@ -230,7 +206,7 @@ class Pristine:
                 os._exit(1)
         for worker in list(self.workers.values()):
             if worker.fd in ready:
-                for line in lines(worker.fd, worker)[0]:
+                for line in worker.lines()[0]:
                     if self._from_worker(worker, line):
                         return True
         if self._reap():
@@ -350,16 +326,13 @@ class Pristine:
     def _reap(self) -> bool:
         """Reap the workers that exited; True in a new worker (see ``_from_worker``)."""
         for pid, worker in list(self.workers.items()):
-            try:
-                done, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done, status = pid, 1 << 8
-            if not done:
+            status = exit_status(pid)
+            if status is None:
                 continue
             del self.workers[pid]
-            _real_close(worker.fd)
+            real_close(worker.fd)
             if worker.pidfd >= 0:
-                _real_close(worker.pidfd)
+                real_close(worker.pidfd)
             swap = self.swap
             if swap is not None and pid == swap.new:  # the patched copy died starting
                 self.swap = None

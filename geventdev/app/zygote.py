@@ -36,23 +36,77 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-import gevent.os
+import gevent
 import gevent.socket
 from gevent import monkey
 
 from geventdev.protocol import Message, iter_messages
 
-_real_select = monkey.get_original("select", "select")
-#: gevent's ``os.close`` (25.8.1+) defers the close to its loop, which never runs in a standby
+#: The unpatched ``select`` and ``close``, for processes whose hub never runs (a standby, a
+#: pristine copy): gevent's ``os.close`` (25.8.1+) defers the close to its loop
 #: (https://github.com/gevent/gevent/issues/2100).
-_real_close = monkey.get_original("os", "close")
-#: Set while the standby forks an app process: the at-fork hooks that detach a process *the
-#: app* forks (``app.main.detach_forks``) must leave this one alone.
+real_select = monkey.get_original("select", "select")
+real_close = monkey.get_original("os", "close")
+#: Set while we fork a process of ours (``fork_frozen``): the at-fork hooks that detach a
+#: process *the app* forks (``app.main.detach_forks``) must leave this one alone.
 OWN_FORK = [False]
 
 
 def own_fork() -> bool:
     return OWN_FORK[0]
+
+
+#: The real ``os.fork``: the child makes its hub anew itself (``gevent.reinit``), once its
+#: channel is on the fd number the code above it reads (``Pristine.fork``).
+_real_fork = monkey.get_original("os", "fork")
+
+
+def fork_frozen() -> int:
+    """Fork a process of ours (a standby's app process, a pristine copy's worker), not one the
+    app forks (``OWN_FORK``). The objects from before the fork are frozen in the child, so its
+    garbage collector leaves them alone until it thaws them: a full collection writes to every
+    object's header, and each page written is a copy (400 modules: a restart 190 -> 160 ms)."""
+    gc.freeze()
+    OWN_FORK[0] = True
+    try:
+        pid: int = _real_fork()
+    finally:
+        OWN_FORK[0] = False
+    if pid != 0:
+        gc.unfreeze()
+    return pid
+
+
+def pidfd_of(pid: int) -> int:
+    """A descriptor that is readable once child ``pid`` has exited, or -1 (Linux < 5.3, macOS:
+    its exit is seen at a poll)."""
+    try:
+        return os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        return -1
+
+
+def exit_status(pid: int) -> int | None:
+    """Child ``pid``'s wait status once it has exited (reaped here), else None."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # reaped elsewhere: its status is lost
+        return 1 << 8
+    return status if done else None
+
+
+def write_all(fd: int, data: bytes) -> bool:
+    """Write ``data`` to a channel whose fd may be non-blocking (gevent sets it so); False if
+    the reader is gone."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:  # wait for room
+            real_select([], [fd], [])
+        except OSError:
+            return False
+    return True
 
 
 def unshareable(keep: set[int]) -> str:
@@ -144,14 +198,8 @@ class Zygote:
 
     # -- the channel ----------------------------------------------------------------------
     def send(self, message: Message) -> None:
-        data = memoryview(message.encode())
-        while data:
-            try:
-                data = data[self.sock.send(data) :]
-            except BlockingIOError:  # the fd is non-blocking (gevent set it so): wait for room
-                _real_select([], [self.control_fd], [])
-            except OSError:  # the monitor is gone
-                os._exit(1)
+        if not write_all(self.control_fd, message.encode()):  # the monitor is gone
+            os._exit(1)
 
     def poll(self, block: bool = False) -> None:
         """Read the messages waiting (with ``block``, wait for the first message or app exit),
@@ -160,17 +208,17 @@ class Zygote:
         timeout = None if block else 0.0
         if block and len(pidfds) < len(self.apps):  # no pidfd (macOS): look again soon
             timeout = 0.2
-        ready = _real_select([self.control_fd, *pidfds], [], [], timeout)[0]
+        ready = real_select([self.control_fd, *pidfds], [], [], timeout)[0]
         if self.control_fd in ready:
             self._read_message()
-            while _real_select([self.control_fd], [], [], 0)[0]:
+            while real_select([self.control_fd], [], [], 0)[0]:
                 self._read_message()
         self.reap()
 
     def _read_message(self) -> None:
         line, fds = b"", array.array("i")
         while not line.endswith(b"\n"):
-            _real_select([self.control_fd], [], [])
+            real_select([self.control_fd], [], [])
             try:
                 byte, ancillary, _flags, _addr = self.sock.recvmsg(1, socket.CMSG_SPACE(16))
             except BlockingIOError:
@@ -203,7 +251,7 @@ class Zygote:
         self.load = None
         self.prepare(load.message)
         for fd in load.fds:
-            _real_close(fd)
+            real_close(fd)
         self.send(Message("took_over", {"gen": load.gen, "reason": reason}))
         self.retiring = True  # no more loads; the apps we forked are reaped while we serve
         for pid, (gen, pidfd) in self.apps.items():
@@ -214,7 +262,7 @@ class Zygote:
     def _reap_later(self, pid: int, gen: int, pidfd: int) -> None:
         if pidfd >= 0:
             gevent.socket.wait_read(pidfd)
-            _real_close(pidfd)
+            real_close(pidfd)
         _done, status = os.waitpid(pid, 0)
         self.report(gen, status)
 
@@ -228,21 +276,12 @@ class Zygote:
         self.load = None
         self.prepare(load.message)
         standby = os.getpid()
-        # Frozen, the objects from before the fork are left alone by the app process's garbage
-        # collector while it loads (``thaw``): a full collection writes to every object's
-        # header, and each page written is a copy (400 modules: a restart 190 -> 160 ms).
-        gc.freeze()
-        OWN_FORK[0] = True
-        try:
-            pid = gevent.os.fork_gevent()  # the child's hub is made anew (gevent.reinit)
-        finally:
-            OWN_FORK[0] = False
-        if pid != 0:
-            gc.unfreeze()
+        pid = fork_frozen()  # the app process thaws once loaded (``thaw``)
         if pid == 0:
+            gevent.reinit()  # the child's hub made anew (no watcher was on the channel's fd)
             for _gen, pidfd in self.apps.values():  # the standby's children, not ours
                 if pidfd >= 0:
-                    _real_close(pidfd)
+                    real_close(pidfd)
             self.apps.clear()
             self.sock.detach()  # the fd number is about to be the app's own channel
             if load.fds:
@@ -251,16 +290,12 @@ class Zygote:
                 # (a flag of the open file, which the monitor's new socket does not have).
                 os.set_blocking(self.control_fd, False)
             for fd in load.fds:
-                _real_close(fd)
+                real_close(fd)
             self.became_app(standby)
             return True
         for fd in load.fds:
-            _real_close(fd)
-        try:
-            pidfd = os.pidfd_open(pid)
-        except (OSError, AttributeError):  # Linux < 5.3, macOS: its exit is seen at a poll
-            pidfd = -1
-        self.apps[pid] = (load.gen, pidfd)
+            real_close(fd)
+        self.apps[pid] = (load.gen, pidfd_of(pid))
         self.send(Message("forked", {"gen": load.gen, "pid": pid}))
         return False
 
@@ -273,13 +308,10 @@ class Zygote:
     def reap(self) -> None:
         """Report each app that exited (``Popen``'s returncode: -N for signal N)."""
         for pid, (gen, pidfd) in list(self.apps.items()):
-            try:
-                done, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:  # reaped elsewhere: its status is lost
-                done, status = pid, 1 << 8
-            if done:
+            status = exit_status(pid)
+            if status is not None:
                 if pidfd >= 0:
-                    _real_close(pidfd)
+                    real_close(pidfd)
                 del self.apps[pid]
                 self.report(gen, status)
         if self.retiring and not self.apps:
@@ -294,7 +326,7 @@ class Zygote:
         False (a ``load`` that came after the retirement began)."""
         self.load = None
         for fd in load.fds:
-            _real_close(fd)
+            real_close(fd)
         self.send(Message("stale", {"gen": load.gen}))
         if exit:
             self.retire()
