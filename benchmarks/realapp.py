@@ -406,12 +406,14 @@ def report(servers: list[str], runs: dict[str, list[Run]]) -> None:
             row.append(ms(median(logged)) if logged else "-")
         row.append(" ".join(f"{sum(e.patched for e in edits if e.kind == k)}" for k in KINDS))
         row.append(sum(e.old_after_new for e in edits))
+        row.append(ms(median([r.edits[0].seconds for r in runs.get(name, []) if r.edits])))
         rows.append(row)
     headers = ["server", *KINDS, *(f"own log {k}" for k in KINDS), "patched", "old after new"]
-    print(table(headers, rows))
+    print(table([*headers, "first save"], rows))
     print(
         "\n(own log: geventdev's ` * Patched ... in` / ` * Restarted in`, median ms; patched: how"
-        f" many of each kind's edits were patched in place, {' / '.join(KINDS)})"
+        f" many of each kind's edits were patched in place, {' / '.join(KINDS)}; first save:"
+        " the run's first edit, a few seconds after the server started)"
     )
 
     def mem(name: str, attr: str) -> float:

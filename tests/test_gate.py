@@ -353,3 +353,75 @@ def test_a_module_the_project_loads_by_path_is_read_again(project: Path, dev_ser
     paused_standby(server, project, HOT)
     write(project / "plugin.py", 'NAME = "two, longer"\n')
     wait_until(lambda: server.get("/plugin").text == "two, longer", 15, server.log())
+
+
+#: Standard-library modules none of which flask or geventdev imports: "the app's libraries".
+LIBRARIES = (
+    "xml.dom.minidom",
+    "sqlite3",
+    "shelve",
+    "fractions",
+    "statistics",
+    "email.mime.multipart",
+    "http.cookiejar",
+    "xmlrpc.client",
+    "tarfile",
+    "poplib",
+    "configparser",
+    "smtplib",
+    "imaplib",
+    "ftplib",
+    "plistlib",
+    "wave",
+    "pdb",
+    "unittest",
+    "doctest",
+    "pydoc",
+    "graphlib",
+    "mailbox",
+)
+
+
+def test_the_first_restart_finds_the_apps_libraries_imported_ahead(
+    project: Path, dev_server
+) -> None:
+    """The standby the server started with imported flask's modules only (no app had said what
+    it imports): once the app serves, one that imports the app's libraries replaces it, so the
+    first save imports none of them again."""
+    write(
+        project / "app.py",
+        textwrap.dedent(
+            f"""
+            import importlib, os, sys
+            from flask import Flask
+
+            LIBRARIES = {LIBRARIES!r}
+            AHEAD = [name for name in LIBRARIES if name in sys.modules]  # the standby's
+            for name in LIBRARIES:
+                importlib.import_module(name)
+            app = Flask(__name__)
+            VERSION = "one"
+
+            @app.route("/")
+            def index():
+                return f"{{VERSION}} {{len(AHEAD)}}"
+
+            @app.route("/pid")
+            def pid():
+                return str(os.getpid())
+            """
+        ),
+    )
+    server = dev_server("app.py", **CACHES_ON)
+    assert server.get("/").text == "one 0"  # forked from the first standby: none ahead
+    first = parent_of(int(server.get("/pid").text))
+
+    def replaced() -> int:
+        waiting = [p for p in server.children() if process_name(p) == "geventdev-wait"]
+        return waiting[0] if len(waiting) == 1 and waiting[0] != first else 0
+
+    standby = wait_until(replaced, 30, f"a standby with the app's libraries:\n{server.log()}")
+    write(project / "app.py", (project / "app.py").read_text().replace('"one"', '"two"'))
+    server.wait_for_text("/", f"two {len(LIBRARIES)}")
+    assert parent_of(int(server.get("/pid").text)) == standby
+    assert wait_until(lambda: not pid_alive(first), 10, "the first standby gone with its app")

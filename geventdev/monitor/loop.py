@@ -85,7 +85,6 @@ class Monitor:
             patch=config.patch,
         )
         self.controls: dict[int, socket.socket] = {}
-        self.preload: tuple[str, ...] = ()  # library modules the last app process imported
         self.pin_failures = 0  # the debugger's lockout count, carried across app processes
         self.debug_pin = ""  # "PIN|cookie name" the first debugger chose, for every later one
         self.send_lock = threading.Lock()  # reader threads share PIN counts with every child
@@ -210,7 +209,7 @@ class Monitor:
                 self.fallback.answer(None)  # requests wait in the backlog for the new process
                 self.stdin.active.clear()
             if isinstance(action, Spawn):
-                self.spawn(action.gen, action.standby, action.hot)
+                self.spawn(action)
             elif isinstance(action, Activate):
                 self.activate(action)
             elif isinstance(action, Drain):
@@ -233,7 +232,8 @@ class Monitor:
             elif isinstance(action, Exit):
                 self.exit_code = action.code
 
-    def spawn(self, gen: int, standby: bool = False, hot: tuple[str, ...] = ()) -> None:
+    def spawn(self, action: Spawn) -> None:
+        gen, standby, hot = action.gen, action.standby, action.hot
         ours, theirs = socket.socketpair()
         handoff = Handoff(
             listen_fd=self.listener.fileno(),
@@ -241,7 +241,7 @@ class Monitor:
             config_json=self.config.to_json(),
             monitor_pid=os.getpid(),
             standby=standby,
-            preload=self.preload,
+            preload=action.preload,
             hot=hot,
         )
         env = {
@@ -300,9 +300,7 @@ class Monitor:
                     if message.type in ("forked", "exited"):
                         self.on_fork_report(message)
                         continue
-                    if message.type == "watch" and message.data.get("modules"):
-                        self.preload = tuple(message.data["modules"])
-                    elif message.type == "pin_failures":
+                    if message.type == "pin_failures":
                         self.count_pin_failure(bool(message.data.get("reset")))
                     elif message.type == "debug_pin" and not self.debug_pin:
                         self.debug_pin = f"{message.data['pin']}|{message.data['cookie']}"
