@@ -233,8 +233,20 @@ def stays_false(predicate: Callable[[], bool], within: float) -> bool:
     return True
 
 
+#: Where the servers the tests start keep what they remember between runs (the app's library
+#: modules, ``monitor.libraries``): a directory of this test session, not the user's ~/.cache.
+CACHE_HOME: list[str] = []
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cache_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    CACHE_HOME[:] = [str(tmp_path_factory.mktemp("cache-home"))]
+
+
 def geventdev_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "WERKZEUG_"))}
+    if CACHE_HOME:
+        env["XDG_CACHE_HOME"] = CACHE_HOME[0]
     # extra may override: PYTHONDONTWRITEBYTECODE="" runs with bytecode caches on, as users do.
     # GEVENTDEV_PATCH=0: most tests are about restarts; tests/test_patch*.py and
     # tests/test_pristine.py turn patching (the default) on.

@@ -6,7 +6,6 @@ import signal
 
 from geventdev.monitor.plan import (
     KILL_GRACE,
-    LIBRARY_SLACK,
     Activate,
     Changes,
     ChildExited,
@@ -17,6 +16,7 @@ from geventdev.monitor.plan import (
     Log,
     Notify,
     Plan,
+    Remember,
     Restart,
     Signal,
     Spawn,
@@ -458,25 +458,25 @@ def test_a_cold_start_is_forked_by_a_new_standby_once_it_paused() -> None:
     assert plan.children[1].role == "retired"
 
 
-def test_the_first_standby_is_replaced_by_one_with_the_libraries_the_app_imported() -> None:
-    """The first standby started before any app said what it imports (it has flask's modules
-    only): once the app serves, a new one imports its libraries ahead (a big app's first
-    restart imported them all again: pgAdmin 4, 1.5 s instead of 0.45). One that has them
-    (short of a few) stays."""
-    plan = Plan(graceful_timeout=5.0, standby=True, fork_cold=True, cwd="/p")
-    plan.step(Start(), 0.0)
-    flask = [f"flask.m{i}" for i in range(50)]
-    big = [*flask, *(f"lib.m{i}" for i in range(LIBRARY_SLACK + 1))]
-    paused = {"paths": [], "at": "/p/app.py", "modules": flask}
-    assert plan.step(ChildMessage(1, Message("standby", paused)), 0.5) == []
-    assert plan.step(ChildMessage(2, Message("watch", {"paths": [], "modules": big})), 0.6)
-    assert plan.step(ChildMessage(2, READY), 0.7) == [Spawn(3, standby=True, preload=tuple(big))]
-    assert plan.step(ChildMessage(3, Message("standby", {**paused, "modules": big})), 1.5) == [
-        Drain(1, 0.0)  # 1 retires: it exits after app 2
+def test_the_first_standby_imports_the_libraries_the_last_run_remembered() -> None:
+    """The monitor starts with the last run's list (``monitor.libraries``); the list the app
+    reports is remembered when it changes, and only the newest app's counts."""
+    last_run = ("flask", "sqlalchemy", "sqlalchemy.orm")
+    plan = Plan(graceful_timeout=5.0, standby=True, fork_cold=True, cwd="/p", libraries=last_run)
+    assert plan.step(Start(), 0.0) == [
+        Spawn(1, standby=True, preload=last_run),
+        Activate(1, (), app=2, wait=True),
     ]
-    actions = plan.step(Changes({"/p/app.py": "restart"}), 2.0)
-    assert actions[1:] == [Activate(3, ("/p/app.py",), app=4)]
-    # App 4 imported a few libraries more than 3 had imported ahead: 3 stays.
-    few = [*big, *(f"new.m{i}" for i in range(LIBRARY_SLACK))]
-    assert plan.step(ChildMessage(4, Message("watch", {"paths": [], "modules": few})), 2.1)
-    assert plan.step(ChildMessage(4, READY), 2.2) == [Drain(2, 5.0)]
+    same = Message("watch", {"paths": ["/p/app.py"], "modules": list(last_run)})
+    assert plan.step(ChildMessage(2, same), 0.5) == [Watch(("/p/app.py",))]
+    now = (*last_run, "pandas")
+    more = Message("watch", {"paths": ["/p/app.py"], "modules": list(now)})
+    assert plan.step(ChildMessage(2, more), 0.6) == [Watch(("/p/app.py",)), Remember(now)]
+    assert plan.step(ChildMessage(2, READY), 0.7) == []
+    plan.step(ChildMessage(1, Message("standby", {"paths": [], "at": "/p/app.py"})), 0.8)
+    plan.step(Changes({"/p/views.py": "restart"}), 1.0)  # app 3, forked from standby 1
+    older = Message("watch", {"paths": [], "modules": ["flask"]})
+    assert plan.step(ChildMessage(2, older), 1.1) == [Watch(())]  # app 2 is not the newest
+    assert plan.step(ChildMessage(3, Message("ready", {})), 1.2)[-1] == Spawn(
+        4, standby=True, hot=("/p/views.py",), preload=now
+    )

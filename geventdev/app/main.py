@@ -344,9 +344,7 @@ def standby_gate(handoff: Handoff, control: socket.socket) -> Gate:
     accept_interrupts()
 
     def armed(report: dict[str, Any]) -> None:
-        # With the library modules it imported ahead: the monitor replaces a standby that
-        # lacks many the app imports (``monitor.plan``).
-        zygote.send(Message("standby", {**report, "modules": split_modules(PREFIXES)[0]}))
+        zygote.send(Message("standby", dict(report)))
         set_name(b"geventdev-wait")  # armed: ps shows it waiting, tests wait for this
 
     gate = Gate(zygote, handoff.hot, PREFIXES, armed)

@@ -24,6 +24,7 @@ from typing import TextIO
 
 from geventdev import logs, tls
 from geventdev.config import Config
+from geventdev.monitor import libraries
 from geventdev.monitor.envfiles import debugger_env, env_files, environ_with_env_files
 from geventdev.monitor.interpreter import interpreter_options
 from geventdev.monitor.plan import (
@@ -39,6 +40,7 @@ from geventdev.monitor.plan import (
     Log,
     Notify,
     Plan,
+    Remember,
     Restart,
     Signal,
     Spawn,
@@ -76,6 +78,13 @@ class Monitor:
         # get(); queue.Queue's lock is not reentrant there (a deadlock), SimpleQueue's put is.
         self.events: queue.SimpleQueue[Event | tuple[str, Kind]] = queue.SimpleQueue()
         dotenv_files = env_files(config.env_file, self.environ)
+        # The last run's library modules, for the first standby (only a standby uses them).
+        remembered = config.standby and config.use_reloader
+        self.libraries_file = (
+            libraries.cache_file(project_root(config.app), config.app, self.environ)
+            if remembered
+            else None
+        )
         self.plan = Plan(
             graceful_timeout=config.graceful_timeout,
             reload=config.use_reloader,
@@ -83,6 +92,7 @@ class Monitor:
             fork_cold=config.standby and config.use_reloader,
             cold_files=frozenset(dotenv_files),
             patch=config.patch,
+            libraries=libraries.load(self.libraries_file),
         )
         self.controls: dict[int, socket.socket] = {}
         self.pin_failures = 0  # the debugger's lockout count, carried across app processes
@@ -229,6 +239,8 @@ class Monitor:
                 for directory in {Path(p).parent for p in action.paths}:
                     if self.watcher.watch(directory, recursive=False):
                         logs.say(f" * Watching for changes in {directory}", logging.DEBUG)
+            elif isinstance(action, Remember):
+                libraries.save(self.libraries_file, action.modules)
             elif isinstance(action, Exit):
                 self.exit_code = action.code
 

@@ -136,6 +136,13 @@ class Watch:
 
 
 @dataclass(frozen=True)
+class Remember:
+    """Keep the library modules the newest app imported for the next run's first standby."""
+
+    modules: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Notify:
     """Tell the serving app process about files that changed without needing a restart."""
 
@@ -166,7 +173,9 @@ class Exit:
     code: int
 
 
-Action = Spawn | Activate | Drain | Signal | Log | Watch | Notify | TryPatch | Fallback | Exit
+Action = (
+    Spawn | Activate | Drain | Signal | Log | Watch | Remember | Notify | TryPatch | Fallback | Exit
+)
 
 #: Extra time after a drain deadline before SIGKILL (the child kills its own stragglers first).
 KILL_GRACE = 1.0
@@ -175,10 +184,6 @@ INF = float("inf")  # a kill_at that has fired
 PATCH_TIMEOUT = 2.0
 #: The standby pauses before the first of this many most recently edited files it meets.
 HOT_FILES = 4
-#: A standby that lacks more than this many of the library modules the newest app imported is
-#: replaced once that app serves (the first standby knows only flask's: on a big app the first
-#: restart imported every other library again, 1.5 s of pgAdmin's 0.45 s restarts).
-LIBRARY_SLACK = 20
 #: A standby a change made stale is replaced at most this often (an app rewriting a file the
 #: project reads at import would otherwise keep a core busy); else it is replaced on restart.
 RESPAWN_INTERVAL = 5.0
@@ -201,7 +206,6 @@ class ChildState:
     parent: int = 0  # the standby an app process was forked from (0: the monitor started it)
     at: str = ""  # the file a paused standby stopped before ("": the end of the load)
     early: bool = False  # a standby activated before it paused (it forked from where it was)
-    libraries: frozenset[str] = frozenset()  # library modules a paused standby had imported
 
     def stale(self, paths: frozenset[str] = frozenset()) -> bool:
         """Whether this armed standby read (or searched for) a path changed since it began."""
@@ -240,7 +244,9 @@ class Plan:
     patching: tuple[int, frozenset[str], float] | None = None  # (gen, paths, asked at)
     queued: frozenset[str] = frozenset()  # .py changes that came while a patch was pending
     recent: tuple[str, ...] = ()  # .py files edited, most recent first (a standby's hot files)
-    libraries: tuple[str, ...] = ()  # library modules the newest app process imported
+    #: Library modules the newest app process imported: what a standby imports ahead (the
+    #: monitor starts with the last run's, ``monitor.libraries``).
+    libraries: tuple[str, ...] = ()
     respawned_at: float = -INF  # when a stale standby was last replaced
 
     def step(self, event: Event, now: float) -> list[Action]:
@@ -442,9 +448,12 @@ class Plan:
         if child is None:
             return []
         if msg.type == "watch":
-            if event.gen == self.gen and msg.data.get("modules"):
-                self.libraries = tuple(msg.data["modules"])
-            return [Watch(tuple(msg.data.get("paths", ())))]
+            watch: list[Action] = [Watch(tuple(msg.data.get("paths", ())))]
+            modules = tuple(msg.data.get("modules", ()))
+            if event.gen == self.gen and modules and modules != self.libraries:
+                self.libraries = modules
+                watch.append(Remember(modules))
+            return watch
         if msg.type == "restart":
             return self._on_restart(Restart("'rs'"), now)
         if msg.type == "patched":
@@ -454,7 +463,6 @@ class Plan:
             child.listed = frozenset(msg.data.get("listed", ()))
             child.names = frozenset(msg.data.get("names", ()))
             child.at = str(msg.data.get("at", ""))
-            child.libraries = frozenset(msg.data.get("modules", ()))
             if child.role != "standby":
                 return []
             actions: list[Action] = []
@@ -546,17 +554,15 @@ class Plan:
         """The next restart's head start: a standby if there is none; a new one if the one
         there stopped before a file that is no longer among those edited last (the first
         standby stops before the project's first module): every fork from it would load again
-        what lies between that file and the ones you edit now; a new one too if it lacks the
-        libraries the app imported (the first standby started before any app said which). The
-        old one serves until the new one is paused, then retires."""
+        what lies between that file and the ones you edit now. The old one serves until the
+        new one is paused, then retires."""
         standbys = self._standbys()
         if not standbys:
             return self._spawn(now, standby=True)
         waiting = standbys[0]
         recent = {form for path in self.recent for form in path_forms(path)}
         behind = recent and waiting.armed and waiting.at and not path_forms(waiting.at) & recent
-        lacking = waiting.armed and len(set(self.libraries) - waiting.libraries) > LIBRARY_SLACK
-        if len(standbys) == 1 and (behind or lacking):
+        if len(standbys) == 1 and behind:
             return self._spawn(now, standby=True)
         return []
 
