@@ -31,11 +31,12 @@ would count twice). ``flask_run`` is not edited: it serves the same pages and is
 ``flask_run_debug`` (not run by default) is ``flask run --debug`` as installed: with watchdog 7
 its reloader never reloads (see README) and spins a core.
 
-Each geventdev run is a user's second run on the project: a first one (started, first answer,
-stopped) left the list of the app's libraries that geventdev keeps between runs, in a cache
-directory of the benchmark's own (``XDG_CACHE_HOME``); ``--first-run`` measures the very first
-run instead (its first standby imports Flask's modules only: the first save imports the other
-libraries again). "first save" is a run's first edit, a few seconds after its first answer.
+Each measured run is a user's second run on the project: a first one (started, first answer,
+stopped) made the app's data directory and, for geventdev, left the list of the app's libraries
+that geventdev keeps between runs, in a cache directory of the benchmark's own
+(``XDG_CACHE_HOME``); ``--first-run`` measures the very first run instead (geventdev's first
+standby then imports Flask's modules only: the first save imports the other libraries again).
+"first save" is a run's first edit, a few seconds after its first answer.
 """
 
 from __future__ import annotations
@@ -280,6 +281,7 @@ class Run:
     start_s: float
     edits: list[Edit] = field(default_factory=list)
     rss_start: float = float("nan")
+    pss_start: float = float("nan")
     rss: float = float("nan")
     pss: float = float("nan")
     each: list[float] = field(default_factory=list)
@@ -312,14 +314,15 @@ def run_server(
         source, work.path / f"{name}-r{rnd}" / "pgadmin4", work.path / f"data-{name}-r{rnd}"
     )
     cache = work.path / f"cache-{name}-r{rnd}"
-    if name.startswith("geventdev") and not first_run:
-        # A user's second run on the project: the first one left its list of the app's
+    if not first_run:
+        # A user's second run on the project, for every server: the first one made the data
+        # directory (pgAdmin's settings database) and, for geventdev, left its list of the app's
         # libraries (``monitor.libraries``), which the next run's first standby imports.
-        before = start(name, python, project, work.log(f"{name}-r{rnd}-before"), cache)
+        earlier = start(name, python, project, work.log(f"{name}-r{rnd}-before"), cache)
         try:
-            wait_http(before.port or 0, 180, "/misc/ping", proc=before, accept=lambda s, b: True)
+            wait_http(earlier.port or 0, 180, "/misc/ping", proc=earlier, accept=lambda s, b: True)
         finally:
-            before.stop()
+            earlier.stop()
     t0 = time.monotonic()
     proc = start(name, python, project, work.log(f"{name}-r{rnd}"), cache)
     run = Run(name, float("nan"))
@@ -329,7 +332,7 @@ def run_server(
         run.start_s = time.monotonic() - t0
         for page in ("/", "/browser/", "/misc/ping"):  # what a browser opens first
             http_get(port, page, timeout=30)
-        run.rss_start = settled_memory(proc.pid)[0]  # also the standby's start
+        run.rss_start, run.pss_start, _ = settled_memory(proc.pid)  # the standby's start too
         current = {kind: edit.anchor for kind, edit in EDITS.items()}
         for kind in KINDS if name != "flask_run" else ():
             spec = EDITS[kind]
@@ -409,8 +412,8 @@ def main() -> None:
                 each = " + ".join(f"{mb:.0f}" for mb in run.each)
                 print(
                     f"  round {rnd} {name:19} started in {run.start_s:.1f} s; RSS at start "
-                    f"{run.rss_start:.0f} MB, after the edits {run.rss:.0f} MB ({each}), "
-                    f"PSS {run.pss:.0f} MB; loadavg {run.load}",
+                    f"{run.rss_start:.0f} MB (PSS {run.pss_start:.0f}), after the edits "
+                    f"{run.rss:.0f} MB ({each}), PSS {run.pss:.0f} MB; loadavg {run.load}",
                     flush=True,
                 )
     report(servers, runs)
@@ -459,6 +462,7 @@ def report(servers: list[str], runs: dict[str, list[Run]]) -> None:
                 name,
                 procs,
                 mem(name, "rss_start"),
+                mem(name, "pss_start"),
                 mem(name, "rss"),
                 mem(name, "pss"),
                 ratio(mem(name, "pss"), mem("flask_run", "pss")),
@@ -467,7 +471,8 @@ def report(servers: list[str], runs: dict[str, list[Run]]) -> None:
                 f"{start:.1f}",
             ]
         )
-    headers = ["server", "processes", "RSS at start", "RSS MB", "PSS MB", "PSS ÷ flask run"]
+    headers = ["server", "processes", "RSS at start", "PSS at start", "RSS MB", "PSS MB"]
+    headers += ["PSS ÷ flask run"]
     headers += ["RSS ÷ flask run", "PSS ÷ werkzeug"]
     print(table([*headers, "first answer s"], rows))
     print(f"\nloadavg at the end: {Path('/proc/loadavg').read_text().strip()}")

@@ -19,6 +19,7 @@ import json  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
+from typing import Any  # noqa: E402
 
 import gevent  # noqa: E402
 from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
@@ -47,6 +48,8 @@ class CountingMixin:  # first in the MRO: counts, then the handler reads (and ma
 
     stats = {"requests": 0, "already_waiting": 0, "longest_streak": 0}
     _select = monkey.get_original("select", "select")
+    socket: Any  # the handler's connection (pywsgi.WSGIHandler sets it)
+    _streak: int
 
     def read_requestline(self):  # type: ignore[no-untyped-def]
         stats = CountingMixin.stats

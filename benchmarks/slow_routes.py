@@ -32,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from _common import (
     HERE,
@@ -83,7 +84,12 @@ P99_MS_TARGET = 100.0
 def probe_main(port: int, limit: float) -> None:
     """GET /fast every 50 ms until stdin says stop (or ``limit``); print latencies as JSON."""
     stop = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+
+    def stop_on_stdin() -> None:
+        sys.stdin.readline()
+        stop.set()
+
+    threading.Thread(target=stop_on_stdin, daemon=True).start()
     latencies: list[float] = []
     failures: list[str] = []
     deadline = time.monotonic() + limit
@@ -112,9 +118,10 @@ class Probe:
         assert self.proc.stdout is not None
         self.proc.stdout.readline()  # "ready" once its first probe is in ("" if it died)
 
-    def stop(self) -> dict[str, list]:
+    def stop(self) -> dict[str, list[Any]]:
         out, _ = self.proc.communicate("stop\n", timeout=30)
-        return json.loads(out.strip().splitlines()[-1])
+        result: dict[str, list[Any]] = json.loads(out.strip().splitlines()[-1])
+        return result
 
 
 # The /slow client ------------------------------------------------------------------------------
@@ -313,7 +320,7 @@ def report(batches: dict[str, list[Batch]], args: argparse.Namespace) -> None:
     p99_ms = percentile(fast("geventdev"), 99)
     p99_x = ratio(p99_ms, percentile(fast(CEILING), 99))
     fast_ok = p99_x <= P99_RATIO_TARGET or p99_ms < P99_MS_TARGET
-    errors = sum(sum(b.errors.values()) + len(b.fast_failures) for b in gd)
+    failed = sum(sum(b.errors.values()) + len(b.fast_failures) for b in gd)
     print("\n## Targets (geventdev)\n")
     print(
         table(
@@ -330,7 +337,7 @@ def report(batches: dict[str, list[Batch]], args: argparse.Namespace) -> None:
                     f"{fmt(p99)}x" if ANCHOR in batches else "not run",
                     verdict(p99 <= 0.5) if ANCHOR in batches else "-",
                 ],
-                ["no socket errors", str(errors), verdict(errors == 0)],
+                ["no socket errors", str(failed), verdict(failed == 0)],
             ],
         )
     )
