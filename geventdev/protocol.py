@@ -122,14 +122,23 @@ class Message:
             raise ValueError(f"unknown control message {kind!r}")
         return cls(kind, data)
 
+    @classmethod
+    def parse(cls, line: bytes) -> Message | None:
+        """``decode``, or None for a line that is not a message (not a JSON object with a
+        known "type")."""
+        try:
+            return cls.decode(line)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
 
 def iter_messages(stream: BinaryIO) -> Iterator[Message]:
     """Yield messages until EOF; a malformed line ends the stream (the child is broken)."""
     for line in stream:
-        try:
-            yield Message.decode(line)
-        except (ValueError, KeyError, TypeError, AttributeError):  # not a JSON object with "type"
+        message = Message.parse(line)
+        if message is None:
             return
+        yield message
 
 
 @dataclass(frozen=True)

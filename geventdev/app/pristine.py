@@ -222,18 +222,16 @@ class Pristine:
         return False
 
     def _send(self, message: Message | bytes) -> None:
-        data = message if isinstance(message, bytes) else message.encode()
-        if not write_all(self.control_fd, data):
+        if not write_all(self.control_fd, _wire(message)):
             os._exit(1)
 
     def _tell(self, worker: Worker | None, message: Message | bytes) -> None:
         if worker is not None:
-            write_all(worker.fd, message if isinstance(message, bytes) else message.encode())
+            write_all(worker.fd, _wire(message))
 
     def _from_monitor(self, line: bytes) -> bool:
-        try:
-            message = Message.decode(line)
-        except (ValueError, KeyError, TypeError, AttributeError):
+        message = Message.parse(line)
+        if message is None:
             return False
         current = self.workers.get(self.current)
         if message.type == "patch":
@@ -259,11 +257,10 @@ class Pristine:
 
     def _from_worker(self, worker: Worker, line: bytes) -> bool:
         """A worker's message; True in a new worker (forked once the old one closed)."""
-        try:
-            kind = Message.decode(line).type
-        except (ValueError, KeyError, TypeError, AttributeError):
+        message = Message.parse(line)
+        if message is None:
             return False
-        swap = self.swap
+        kind, swap = message.type, self.swap
         if kind == "draining":
             if swap is not None and worker.pid == swap.old and not self.stopping:
                 return self._fork_new(swap)  # the old code no longer accepts
@@ -361,6 +358,11 @@ class Pristine:
         for pid in self.workers:
             _kill(pid, signum)
         self._exit_if_done()
+
+
+def _wire(message: Message | bytes) -> bytes:
+    """A message as it crosses a channel (a line passed on as it came is already that)."""
+    return message if isinstance(message, bytes) else message.encode()
 
 
 def _kill(pid: int, signum: int) -> None:

@@ -27,7 +27,6 @@ import _socket
 import array
 import fcntl
 import gc
-import io
 import os
 import socket
 import stat
@@ -40,7 +39,7 @@ import gevent
 import gevent.socket
 from gevent import monkey
 
-from geventdev.protocol import Message, iter_messages
+from geventdev.protocol import Message
 
 #: The unpatched ``select`` and ``close``, for processes whose hub never runs (a standby, a
 #: pristine copy): gevent's ``os.close`` (25.8.1+) defers the close to its loop
@@ -231,8 +230,8 @@ class Zygote:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
             line += byte
-        message = next(iter_messages(io.BytesIO(line)), None)
-        if message is None:  # malformed: dropped, as ``iter_messages`` drops it
+        message = Message.parse(line)
+        if message is None:  # malformed: dropped
             return
         if message.type == "load":
             if self.retiring or self.load is not None:  # not ours to serve any more
