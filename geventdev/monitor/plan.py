@@ -353,8 +353,7 @@ class Plan:
             self.queued |= frozenset(restart)
             return []
         if self.patching is not None:  # an env file: restart for both, now
-            restart = sorted({*restart, *self.patching[1], *self.queued})
-            self.patching, self.queued = None, frozenset()
+            restart = sorted({*restart, *self._end_patch()})
         elif not cold and self._patchable(restart):
             self.patching = (self.gen, frozenset(restart), now)
             refresh = tuple(sorted(p for p, kind in event.paths.items() if kind == "refresh"))
@@ -383,15 +382,20 @@ class Plan:
             and not any(set(paths) & c.preloaded for c in self._standbys())
         )
 
+    def _end_patch(self) -> frozenset[str]:
+        """Forget the pending patch: its paths and the changes queued behind it (what a
+        restart takes instead)."""
+        paths = (self.patching[1] if self.patching is not None else frozenset()) | self.queued
+        self.patching, self.queued = None, frozenset()
+        return paths
+
     def _on_patched(self, gen: int, data: dict[str, object], now: float) -> list[Action]:
         if self.stopping or self.patching is None or self.patching[0] != gen:
             return []  # answered too late: a restart (or the stop) is under way
-        paths, self.patching = self.patching[1], None
-        queued, self.queued = self.queued, frozenset()
+        queued, paths = self.queued, self._end_patch()
         if data.get("ok") and queued:  # then the changes that came meanwhile, as any change
             line = Log(str(data.get("log", " * Patched in place")))
             return [line, *self._on_changes(Changes(dict.fromkeys(queued, "restart")), now)]
-        paths |= queued
         if data.get("ok"):  # a standby that read the old copy is stale (``changed`` has it)
             # No new standby for the next edit a patch cannot take (as ``_on_ready`` starts
             # one): the one there is the parent of the app process, so it would stay beside the
@@ -415,8 +419,7 @@ class Plan:
         if self.stopping:  # e.g. a patch's deadline passing during Ctrl+C
             return []
         if self.patching is not None:  # "rs" or a crash while a patch is pending
-            paths, self.patching = paths | self.patching[1] | self.queued, None
-            self.queued = frozenset()
+            paths |= self._end_patch()
         actions: list[Action] = [Log(reason)]
         for child in self._apps():
             if not child.ready:  # still starting with code that is already stale
@@ -621,8 +624,7 @@ class Plan:
     def _on_tick(self, event: Tick, now: float) -> list[Action]:
         actions: list[Action] = []
         if self.patching is not None and now >= self.patching[2] + PATCH_TIMEOUT:
-            paths, self.patching = self.patching[1] | self.queued, None
-            self.queued = frozenset()
+            paths = self._end_patch()
             actions += [Log(" * Not patched in place: no answer"), *self._changed(paths, now)]
         for child in self.children.values():
             if child.kill_at is not None and child.kill_at <= now:
